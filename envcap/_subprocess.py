@@ -1,0 +1,71 @@
+"""The only module that starts processes: argv lists, timeouts, never a shell.
+
+``Runner`` is the edge tests replace (a canned runner returns recorded output) instead of
+patching ``subprocess`` where it is used.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Runner(Protocol):
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = ...,
+        cwd: str | None = ...,
+        env: Mapping[str, str] | None = ...,
+        stdin: str | None = ...,
+    ) -> Completed: ...
+
+
+class RunFailed(Exception):
+    """The program could not be started or timed out (not: it exited non-zero)."""
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    timeout: float = 120.0,
+    cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: str | None = None,
+) -> Completed:
+    try:
+        done = subprocess.run(
+            list(argv),
+            input=stdin.encode() if stdin is not None else None,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise RunFailed(f"{argv[0]} was not found") from exc
+    except PermissionError as exc:
+        raise RunFailed(f"{argv[0]} is not executable") from exc
+    except OSError as exc:
+        raise RunFailed(f"{argv[0]} could not start: {exc.strerror or exc}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise RunFailed(f"{argv[0]} did not finish within {timeout:g} s") from exc
+    return Completed(
+        argv=tuple(argv),
+        returncode=done.returncode,
+        stdout=done.stdout.decode("utf-8", "replace"),
+        stderr=done.stderr.decode("utf-8", "replace"),
+    )

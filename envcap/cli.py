@@ -1,0 +1,72 @@
+"""The command line: wiring and presentation only; each verb lives in ``envcap.commands.<verb>``.
+
+Why lazy: ``envcap snapshot`` is timed against ``pip inspect``; loading the Docker SDK or rich's
+tables for a command that does not use them would cost more than the probe itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from typing import Any
+
+import click
+
+from envcap import __version__
+from envcap.errors import EnvcapError
+
+COMMANDS = {
+    "snapshot": "envcap.commands.snapshot",
+    "show": "envcap.commands.show",
+    "build": "envcap.commands.build",
+    "replay": "envcap.commands.replay",
+    "diff": "envcap.commands.diff",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name, module in COMMANDS.items() if _module_exists(module))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module_name = COMMANDS.get(cmd_name)
+        if module_name is None or not _module_exists(module_name):
+            return None
+        module = importlib.import_module(module_name)
+        command = getattr(module, "command")
+        assert isinstance(command, click.Command)
+        return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """The one place where failures become a sentence, a hint and an exit code."""
+        debug = bool(ctx.params.get("debug"))
+        try:
+            return super().invoke(ctx)
+        except EnvcapError as exc:
+            if debug:
+                raise
+            click.echo(f"error: {exc.message}", err=True)
+            if exc.hint:
+                click.echo(f"hint: {exc.hint}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            click.echo("error: interrupted.", err=True)
+            ctx.exit(130)
+
+
+def _module_exists(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="envcap")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+def main(debug: bool) -> None:
+    """Capture an ML environment, rebuild it as an image, replay a run and explain what differs."""
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Where envcap keeps caches and how it writes files without ever leaving half of one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from envcap.errors import OutputError
+
+
+def cache_dir() -> Path:
+    """``ENVCAP_CACHE_DIR``, else ``$XDG_CACHE_HOME/envcap``, else ``~/.cache/envcap``."""
+    explicit = os.environ.get("ENVCAP_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "envcap"
+
+
+def atomic_write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
+    """Writes to a temporary file in the same folder, then renames it over ``path``."""
+    path = Path(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write into {path.parent}: {exc.strerror or exc}.",
+            hint="choose a writable folder with --out, or fix its permissions",
+        ) from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise OutputError(
+            f"cannot write {path}: {exc.strerror or exc}.",
+            hint="free some disk space or choose another folder with --out",
+        ) from None
+
+
+def atomic_write_many(files: dict[Path, str | bytes]) -> None:
+    """Writes every file to a temporary name first, renames only when all were written.
+
+    Why: a snapshot is several files that must agree (the Dockerfile names the lock's digest);
+    a failure halfway must leave the previous set, not a mix.
+    """
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            path = Path(path)
+            payload = data.encode("utf-8") if isinstance(data, str) else data
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(payload)
+                os.chmod(tmp, 0o644)
+            except OSError as exc:
+                raise OutputError(
+                    f"cannot write into {path.parent}: {exc.strerror or exc}.",
+                    hint="choose a writable folder with --out, or fix its permissions",
+                ) from None
+            staged.append((tmp, path))
+        for tmp, path in staged:
+            os.replace(tmp, path)
+        staged = []
+    finally:
+        for tmp, _ in staged:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass

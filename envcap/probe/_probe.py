@@ -1,0 +1,1109 @@
+"""envcap's probe: gathers the facts of the interpreter it runs in and prints them as JSON.
+
+Why one stdlib-only file: it must run unchanged inside any interpreter that envcap describes (the
+host venv, another venv reached with ``--python``, the replay container) where envcap itself is not
+installed. Its output is the raw material of ``envcap.model.Snapshot``; it never imports torch,
+numpy or anything else heavy unless ``--deep`` asks for a live view.
+
+Every reader returns data or records why it could not (``unavailable``); a probe never crashes on
+a broken environment: a fact it cannot read is reported as unknown, with the reason.
+
+Usage: python _probe.py [--cache FILE] [--deep] [--cwd DIR] [--skip-git]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import sysconfig
+
+PROBE_VERSION = 1
+
+UNAVAILABLE = []  # list of {"probe": name, "reason": text}
+
+
+def note_unavailable(probe, reason):
+    UNAVAILABLE.append({"probe": probe, "reason": str(reason)[:300]})
+
+
+def read_text(path, limit=1 << 20):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read(limit)
+    except OSError:
+        return None
+
+
+def run(argv, timeout=10.0, cwd=None):
+    """Runs argv (a list, never a shell line); returns stdout or None when it cannot run."""
+    try:
+        done = subprocess.run(
+            argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, timeout=timeout, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode != 0:
+        return None
+    return done.stdout.decode("utf-8", "replace")
+
+
+def which(name):
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = os.path.join(folder, name)
+        if folder and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+# ----------------------------------------------------------------------------------------- cache
+
+
+class FileCache:
+    """Maps (purpose, file path, size, mtime) to a value read from that file.
+
+    Why: versions hidden inside large shared libraries (an OpenBLAS build string, a compiler's
+    banner) cost tens of milliseconds to find; a warm snapshot must not pay that twice.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.entries = {}
+        self.dirty = False
+        if path:
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    loaded = json.load(handle)
+                if isinstance(loaded, dict) and loaded.get("probe_version") == PROBE_VERSION:
+                    self.entries = loaded.get("entries", {})
+            except (OSError, ValueError):
+                self.entries = {}
+
+    @staticmethod
+    def key(purpose, path):
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return "%s|%s|%d|%d" % (purpose, path, st.st_size, st.st_mtime_ns)
+
+    def get_or_compute(self, purpose, path, compute):
+        key = self.key(purpose, path)
+        if key is not None and key in self.entries:
+            return self.entries[key]
+        value = compute()
+        if key is not None:
+            self.entries[key] = value
+            self.dirty = True
+        return value
+
+    def save(self):
+        if not (self.path and self.dirty):
+            return
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            tmp = "%s.%d.tmp" % (self.path, os.getpid())
+            with open(tmp, "w", encoding="utf-8") as handle:
+                json.dump({"probe_version": PROBE_VERSION, "entries": self.entries}, handle)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # a cache that cannot be written only costs time next run
+
+
+# ---------------------------------------------------------------------------------------- python
+
+
+def python_facts():
+    impl = sys.implementation
+    version = "%d.%d.%d" % sys.version_info[:3]
+    if sys.version_info.releaselevel != "final":
+        version += {"alpha": "a", "beta": "b", "candidate": "rc"}.get(
+            sys.version_info.releaselevel, sys.version_info.releaselevel
+        ) + str(sys.version_info.serial)
+    abiflags = getattr(sys, "abiflags", "")
+    interpreter_tag = {"cpython": "cp", "pypy": "pp"}.get(impl.name, impl.name[:2])
+    nodot = "%d%d" % sys.version_info[:2]
+    conda_meta = os.path.isdir(os.path.join(sys.prefix, "conda-meta"))
+    return {
+        "version": version,
+        "implementation": impl.name,
+        "implementation_version": "%d.%d.%d" % tuple(impl.version[:3]),
+        "build": " ".join(platform.python_build()),
+        "compiler": platform.python_compiler(),
+        "abi_tag": (interpreter_tag + nodot + abiflags) if impl.name == "cpython" else None,
+        "interpreter_tag": interpreter_tag + nodot,
+        "soabi": sysconfig.get_config_var("SOABI"),
+        "platform": sysconfig.get_platform(),
+        "machine": platform.machine(),
+        "bits": 64 if sys.maxsize > 2**32 else 32,
+        "executable": sys.executable,
+        "prefix": sys.prefix,
+        "base_prefix": sys.base_prefix,
+        "is_venv": sys.prefix != sys.base_prefix,
+        "is_conda": conda_meta,
+        "hash_randomization": bool(sys.flags.hash_randomization),
+    }
+
+
+# ------------------------------------------------------------------------------- distributions
+
+DIST_INFO_RE = re.compile(r"^(?P<name>.+?)-(?P<version>[^-]+)\.(?P<kind>dist-info|egg-info)$")
+
+
+def canonical_name(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def parse_metadata_headers(text):
+    """The few RFC 822 headers we need; email.parser is slower and trips on broken files."""
+    headers = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break
+        if line[:1] in " \t" or ":" not in line:
+            continue
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("name", "version") and key not in headers:
+            headers[key] = value.strip()
+    return headers
+
+
+def origin_from_direct_url(data):
+    """Turns a PEP 610 direct_url.json into envcap's origin record."""
+    url = data.get("url")
+    if not isinstance(url, str):
+        raise ValueError("direct_url.json has no url")
+    if "vcs_info" in data:
+        vcs = data["vcs_info"] or {}
+        return {
+            "kind": "vcs", "url": strip_credentials(url), "vcs": vcs.get("vcs"),
+            "commit": vcs.get("commit_id"), "requested_revision": vcs.get("requested_revision"),
+            "subdirectory": data.get("subdirectory"),
+        }
+    if "dir_info" in data:
+        editable = bool((data["dir_info"] or {}).get("editable"))
+        return {"kind": "editable" if editable else "directory", "url": strip_credentials(url),
+                "subdirectory": data.get("subdirectory")}
+    if "archive_info" in data:
+        info = data["archive_info"] or {}
+        digest = None
+        hashes = info.get("hashes") or {}
+        if isinstance(hashes, dict) and "sha256" in hashes:
+            digest = hashes["sha256"]
+        elif isinstance(info.get("hash"), str) and info["hash"].startswith("sha256="):
+            digest = info["hash"].split("=", 1)[1]
+        kind = "file" if url.startswith("file:") else "url"
+        return {"kind": kind, "url": strip_credentials(url), "sha256": digest}
+    return {"kind": "url", "url": strip_credentials(url)}
+
+
+def site_kind(folder):
+    base = os.path.basename(folder.rstrip(os.sep))
+    if base in ("site-packages", "dist-packages"):
+        return base
+    return "other"
+
+
+def distributions_facts(paths):
+    """Scans every dist-info/egg-info on the target's sys.path, first one wins (as importlib does)."""
+    seen = {}
+    ordered = []
+    for folder in paths:
+        if not folder or not os.path.isdir(folder):
+            continue
+        try:
+            entries = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            match = DIST_INFO_RE.match(entry)
+            if not match:
+                continue
+            meta_dir = os.path.join(folder, entry)
+            record = read_distribution(folder, meta_dir, match)
+            key = record["name"]
+            if key in seen:
+                seen[key].setdefault("shadowed", []).append(meta_dir)
+                continue
+            seen[key] = record
+            ordered.append(record)
+    return ordered
+
+
+def read_distribution(folder, meta_dir, match):
+    kind = match.group("kind")
+    problems = []
+    headers = {}
+    if os.path.isdir(meta_dir):
+        text = read_text(os.path.join(meta_dir, "METADATA" if kind == "dist-info" else "PKG-INFO"), 65536)
+    else:
+        text = read_text(meta_dir, 65536)  # a bare .egg-info file
+    if text is None:
+        problems.append("no METADATA file")
+    else:
+        headers = parse_metadata_headers(text)
+    name = headers.get("name") or match.group("name")
+    version = headers.get("version") or match.group("version")
+    if "version" not in headers:
+        problems.append("METADATA names no version; took it from the folder name")
+    record = {
+        "name": canonical_name(name),
+        "display_name": name,
+        "version": version,
+        "location": folder,
+        "site": site_kind(folder),
+        "metadata_format": kind,
+        "installer": None,
+        "requested": None,
+        "origin": None,
+    }
+    if kind == "dist-info":
+        installer = read_text(os.path.join(meta_dir, "INSTALLER"), 256)
+        record["installer"] = installer.strip() if installer else None
+        record["requested"] = os.path.exists(os.path.join(meta_dir, "REQUESTED"))
+        direct = read_text(os.path.join(meta_dir, "direct_url.json"), 65536)
+        if direct is not None:
+            try:
+                record["origin"] = origin_from_direct_url(json.loads(direct))
+            except (ValueError, AttributeError, TypeError) as exc:
+                problems.append("unreadable direct_url.json: %s" % exc)
+    else:
+        record["origin"] = {"kind": "egg-info", "url": None}
+    if record["origin"] is None:
+        record["origin"] = {"kind": "index", "url": None}
+    if problems:
+        record["problems"] = problems
+    return record
+
+
+# ------------------------------------------------------------------------------------------ pip
+
+PIP_CONFIG_KEYS = ("index-url", "extra-index-url", "find-links", "no-index")
+
+
+def strip_credentials(url):
+    """Removes user:password@ from a URL: a lock may be published."""
+    if not isinstance(url, str):
+        return url
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@", r"\1", url)
+
+
+def pip_config_facts():
+    """pip's index settings as pip would see them (files in pip's order, then PIP_* variables)."""
+    import configparser
+
+    home = os.path.expanduser("~")
+    xdg_dirs = os.environ.get("XDG_CONFIG_DIRS", "/etc/xdg").split(os.pathsep)
+    files = ["/etc/pip.conf"] + [os.path.join(d, "pip", "pip.conf") for d in xdg_dirs]
+    files += [
+        os.path.join(os.environ.get("XDG_CONFIG_HOME", os.path.join(home, ".config")), "pip", "pip.conf"),
+        os.path.join(home, ".pip", "pip.conf"),
+        os.path.join(sys.prefix, "pip.conf"),
+    ]
+    if os.environ.get("PIP_CONFIG_FILE"):
+        files.append(os.environ["PIP_CONFIG_FILE"])
+    settings = {}
+    sources = []
+    for path in files:
+        if not os.path.isfile(path):
+            continue
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(path, encoding="utf-8")
+        except (configparser.Error, OSError, UnicodeDecodeError) as exc:
+            note_unavailable("pip-config", "%s: %s" % (path, exc))
+            continue
+        used = False
+        for section in ("global", "install", "download"):
+            if not parser.has_section(section):
+                continue
+            for key in PIP_CONFIG_KEYS:
+                if parser.has_option(section, key):
+                    settings[key] = parser.get(section, key)
+                    used = True
+        if used:
+            sources.append(path)
+    for key in PIP_CONFIG_KEYS:
+        env_name = "PIP_" + key.upper().replace("-", "_")
+        if env_name in os.environ:
+            settings[key] = os.environ[env_name]
+            sources.append("env:" + env_name)
+
+    def urls(key):
+        return [strip_credentials(u) for u in settings.get(key, "").split() if u]
+
+    return {
+        "index_url": (urls("index-url") or [None])[0],
+        "extra_index_urls": urls("extra-index-url"),
+        "find_links": urls("find-links"),
+        "no_index": settings.get("no-index", "").lower() in ("1", "true", "yes", "on"),
+        "sources": sources,
+    }
+
+
+# ------------------------------------------------------------------------------------------- os
+
+
+def parse_os_release(text):
+    values = {}
+    for line in (text or "").splitlines():
+        if "=" not in line or line.startswith("#"):
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip().strip('"').strip("'")
+    return values
+
+
+def in_container():
+    if os.path.exists("/.dockerenv"):
+        return "docker"
+    if os.path.exists("/run/.containerenv"):
+        return "podman"
+    cgroup = read_text("/proc/1/cgroup", 65536) or ""
+    for marker in ("docker", "kubepods", "containerd", "lxc"):
+        if marker in cgroup:
+            return marker
+    if os.environ.get("container"):
+        return os.environ["container"]
+    return None
+
+
+def os_facts():
+    release = parse_os_release(read_text("/etc/os-release") or read_text("/usr/lib/os-release"))
+    libc_name, libc_version = platform.libc_ver()
+    if not libc_version:
+        try:
+            confstr = os.confstr("CS_GNU_LIBC_VERSION") or ""
+            libc_name, _, libc_version = confstr.partition(" ")
+        except (ValueError, OSError, AttributeError):
+            pass
+    uname = platform.uname()
+    return {
+        "system": uname.system,
+        "kernel": uname.release,
+        "id": release.get("ID"),
+        "version_id": release.get("VERSION_ID"),
+        "codename": release.get("VERSION_CODENAME"),
+        "pretty_name": release.get("PRETTY_NAME"),
+        "libc": libc_name or None,
+        "libc_version": libc_version or None,
+        "container": in_container(),
+    }
+
+
+# ------------------------------------------------------------------------------------------ cpu
+
+NUMERIC_FLAGS = (
+    "sse2", "sse3", "ssse3", "sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c",
+    "avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl", "avx512ifma", "avx512vbmi",
+    "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx512_vbmi2", "avx512_bitalg",
+    "avx512_vpopcntdq", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "amx_fp16",
+    # aarch64 "Features"
+    "asimd", "asimdhp", "asimddp", "sve", "sve2", "bf16", "i8mm", "fphp", "sme",
+)
+
+
+def cgroup_cpu_limit():
+    text = read_text("/sys/fs/cgroup/cpu.max")
+    if text:
+        quota, _, period = text.strip().partition(" ")
+        if quota != "max" and period:
+            try:
+                return round(int(quota) / int(period), 3)
+            except ValueError:
+                return None
+        return None
+    quota = read_text("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+    period = read_text("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+    try:
+        if quota and period and int(quota) > 0:
+            return round(int(quota) / int(period), 3)
+    except ValueError:
+        pass
+    return None
+
+
+def cpu_facts():
+    text = read_text("/proc/cpuinfo", 4 << 20) or ""
+    first = {}
+    physical = set()
+    for block in text.split("\n\n"):
+        fields = {}
+        for line in block.splitlines():
+            key, sep, value = line.partition(":")
+            if sep:
+                fields[key.strip()] = value.strip()
+        if not fields:
+            continue
+        if not first:
+            first = fields
+        if "physical id" in fields and "core id" in fields:
+            physical.add((fields["physical id"], fields["core id"]))
+    flags = set((first.get("flags") or first.get("Features") or "").split())
+    meminfo = read_text("/proc/meminfo") or ""
+    memory = None
+    match = re.search(r"^MemTotal:\s+(\d+) kB", meminfo, re.M)
+    if match:
+        memory = int(match.group(1)) * 1024
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        affinity = None
+    if not first:
+        note_unavailable("cpu", "/proc/cpuinfo is not readable")
+
+    def as_int(key):
+        try:
+            return int(first[key], 0)
+        except (KeyError, ValueError):
+            return None
+
+    return {
+        "architecture": platform.machine(),
+        "vendor": first.get("vendor_id") or first.get("CPU implementer"),
+        "model_name": first.get("model name") or first.get("Model") or first.get("Hardware"),
+        "family": as_int("cpu family"),
+        "model": as_int("model"),
+        "stepping": as_int("stepping"),
+        "microcode": first.get("microcode"),
+        "arm_part": first.get("CPU part"),
+        "logical_cores": os.cpu_count(),
+        "physical_cores": len(physical) or None,
+        "affinity_cores": affinity,
+        "cgroup_cpu_limit": cgroup_cpu_limit(),
+        "numeric_flags": sorted(f for f in flags if f in NUMERIC_FLAGS),
+        "memory_total_bytes": memory,
+    }
+
+
+# ------------------------------------------------------------------------------------------ gpu
+
+NVML_ERROR_NAMES = {
+    1: "uninitialized", 2: "invalid argument", 3: "not supported", 4: "no permission",
+    9: "driver not loaded", 12: "library not found", 13: "function not found",
+    17: "GPU is lost", 999: "unknown error",
+}
+
+
+class CtypesNvml:
+    """The handful of NVML calls envcap needs, over ctypes, for interpreters without pynvml.
+
+    Mirrors pynvml's names and return shapes so one reader serves both.
+    """
+
+    class NVMLError(Exception):
+        def __init__(self, code):
+            super().__init__(NVML_ERROR_NAMES.get(code, "NVML error %d" % code))
+            self.value = code
+
+    def __init__(self):
+        import ctypes
+
+        self.ctypes = ctypes
+        self.lib = None
+
+    def _call(self, name, *args):
+        fn = getattr(self.lib, name, None)
+        if fn is None:
+            raise self.NVMLError(13)
+        code = fn(*args)
+        if code != 0:
+            raise self.NVMLError(code)
+
+    def nvmlInit(self):
+        ctypes = self.ctypes
+        for candidate in ("libnvidia-ml.so.1", "libnvidia-ml.so"):
+            try:
+                self.lib = ctypes.CDLL(candidate)
+                break
+            except OSError:
+                continue
+        if self.lib is None:
+            raise self.NVMLError(12)
+        self._call("nvmlInit_v2")
+
+    def nvmlShutdown(self):
+        self._call("nvmlShutdown")
+
+    def _string(self, name, *args):
+        buf = self.ctypes.create_string_buffer(256)
+        self._call(name, *(args + (buf, self.ctypes.c_uint(256))))
+        return buf.value.decode("utf-8", "replace")
+
+    def nvmlSystemGetDriverVersion(self):
+        return self._string("nvmlSystemGetDriverVersion")
+
+    def nvmlSystemGetCudaDriverVersion_v2(self):
+        value = self.ctypes.c_int()
+        self._call("nvmlSystemGetCudaDriverVersion_v2", self.ctypes.byref(value))
+        return value.value
+
+    def nvmlDeviceGetCount(self):
+        value = self.ctypes.c_uint()
+        self._call("nvmlDeviceGetCount_v2", self.ctypes.byref(value))
+        return value.value
+
+    def nvmlDeviceGetHandleByIndex(self, index):
+        handle = self.ctypes.c_void_p()
+        self._call("nvmlDeviceGetHandleByIndex_v2", self.ctypes.c_uint(index), self.ctypes.byref(handle))
+        return handle
+
+    def nvmlDeviceGetName(self, handle):
+        return self._string("nvmlDeviceGetName", handle)
+
+    def nvmlDeviceGetUUID(self, handle):
+        return self._string("nvmlDeviceGetUUID", handle)
+
+    def nvmlDeviceGetCudaComputeCapability(self, handle):
+        major, minor = self.ctypes.c_int(), self.ctypes.c_int()
+        self._call("nvmlDeviceGetCudaComputeCapability", handle,
+                   self.ctypes.byref(major), self.ctypes.byref(minor))
+        return major.value, minor.value
+
+    def nvmlDeviceGetMemoryInfo(self, handle):
+        class Memory(self.ctypes.Structure):
+            _fields_ = [("total", self.ctypes.c_ulonglong), ("free", self.ctypes.c_ulonglong),
+                        ("used", self.ctypes.c_ulonglong)]
+
+        memory = Memory()
+        self._call("nvmlDeviceGetMemoryInfo", handle, self.ctypes.byref(memory))
+        return memory
+
+    def _pair(self, name, handle):
+        current, pending = self.ctypes.c_uint(), self.ctypes.c_uint()
+        self._call(name, handle, self.ctypes.byref(current), self.ctypes.byref(pending))
+        return current.value, pending.value
+
+    def nvmlDeviceGetMigMode(self, handle):
+        return self._pair("nvmlDeviceGetMigMode", handle)
+
+    def nvmlDeviceGetEccMode(self, handle):
+        return self._pair("nvmlDeviceGetEccMode", handle)
+
+    def nvmlDeviceGetMultiprocessorCount(self, handle):  # not in NVML; kept for the same shape
+        raise self.NVMLError(3)
+
+
+def load_nvml():
+    """pynvml (nvidia-ml-py) when the target has it, else the ctypes shim above."""
+    try:
+        import pynvml  # type: ignore
+
+        return pynvml, "pynvml"
+    except Exception:  # noqa: BLE001 - a broken pynvml must not end the probe
+        return CtypesNvml(), "ctypes"
+
+
+def text_of(value):
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def gpu_facts(nvml=None, binding=None):
+    """Driver and devices through NVML; 'no NVML', 'no driver' and 'no GPU' are facts, not errors."""
+    if nvml is None:
+        nvml, binding = load_nvml()
+    result = {"status": "ok", "reason": None, "binding": binding, "driver_version": None,
+              "cuda_driver_version": None, "devices": []}
+    try:
+        nvml.nvmlInit()
+    except Exception as exc:  # noqa: BLE001 - NVML raises its own error types
+        text = text_of(exc)
+        code = getattr(exc, "value", None)
+        library_missing = code == 12 or "not found" in text.lower()
+        result["status"] = "no-nvml" if library_missing else "no-driver"
+        result["reason"] = "NVML could not start: %s" % text
+        return result
+    try:
+        result["driver_version"] = text_of(nvml.nvmlSystemGetDriverVersion())
+        try:
+            raw = nvml.nvmlSystemGetCudaDriverVersion_v2()
+            result["cuda_driver_version"] = "%d.%d" % (raw // 1000, (raw % 1000) // 10)
+        except Exception as exc:  # noqa: BLE001
+            note_unavailable("gpu.cuda_driver_version", text_of(exc))
+        count = nvml.nvmlDeviceGetCount()
+        for index in range(count):
+            result["devices"].append(gpu_device(nvml, index))
+        if count == 0:
+            result["status"] = "no-gpu"
+            result["reason"] = "NVML reports no GPU"
+    except Exception as exc:  # noqa: BLE001
+        result["status"] = "error"
+        result["reason"] = "NVML failed: %s" % text_of(exc)
+    finally:
+        try:
+            nvml.nvmlShutdown()
+        except Exception:  # noqa: BLE001
+            pass
+    return result
+
+
+def gpu_device(nvml, index):
+    handle = nvml.nvmlDeviceGetHandleByIndex(index)
+    device = {"index": index, "name": text_of(nvml.nvmlDeviceGetName(handle)), "compute_capability": None,
+              "memory_total_bytes": None, "mig_mode": None, "ecc_mode": None, "uuid_sha256": None,
+              "multiprocessor_count": None}
+
+    def attempt(field, fn):
+        try:
+            device[field] = fn()
+        except Exception as exc:  # noqa: BLE001 - one missing field must not lose the device
+            note_unavailable("gpu[%d].%s" % (index, field), text_of(exc))
+
+    attempt("compute_capability", lambda: "%d.%d" % tuple(nvml.nvmlDeviceGetCudaComputeCapability(handle)))
+    attempt("memory_total_bytes", lambda: int(nvml.nvmlDeviceGetMemoryInfo(handle).total))
+    attempt("mig_mode", lambda: "enabled" if nvml.nvmlDeviceGetMigMode(handle)[0] else "disabled")
+    attempt("ecc_mode", lambda: "enabled" if nvml.nvmlDeviceGetEccMode(handle)[0] else "disabled")
+    attempt("uuid_sha256", lambda: hashlib.sha256(text_of(nvml.nvmlDeviceGetUUID(handle)).encode()).hexdigest()[:16])
+    return device
+
+
+# ----------------------------------------------------------------------------------- cuda stack
+
+CUDA_WHEELS = {
+    "cuda_runtime": ("nvidia-cuda-runtime-cu11", "nvidia-cuda-runtime-cu12", "nvidia-cuda-runtime-cu13", "nvidia-cuda-runtime"),
+    "cudnn": ("nvidia-cudnn-cu11", "nvidia-cudnn-cu12", "nvidia-cudnn-cu13", "nvidia-cudnn"),
+    "nccl": ("nvidia-nccl-cu11", "nvidia-nccl-cu12", "nvidia-nccl-cu13", "nvidia-nccl"),
+    "cublas": ("nvidia-cublas-cu11", "nvidia-cublas-cu12", "nvidia-cublas-cu13", "nvidia-cublas"),
+}
+SYSTEM_CUDA_DIRS = ("/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib",
+                    "/usr/local/cuda/targets/sbsa-linux/lib", "/usr/lib/x86_64-linux-gnu",
+                    "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/local/lib")
+SYSTEM_LIB_PATTERNS = {
+    "cuda_runtime": re.compile(r"^libcudart\.so\.(\d+(?:\.\d+)*)$"),
+    "cudnn": re.compile(r"^libcudnn\.so\.(\d+(?:\.\d+)*)$"),
+    "nccl": re.compile(r"^libnccl\.so\.(\d+(?:\.\d+)*)$"),
+    "cublas": re.compile(r"^libcublas\.so\.(\d+(?:\.\d+)*)$"),
+}
+HEADER_DEFINES = {
+    "cudnn": ("cudnn_version.h", ("CUDNN_MAJOR", "CUDNN_MINOR", "CUDNN_PATCHLEVEL")),
+    "nccl": ("nccl.h", ("NCCL_MAJOR", "NCCL_MINOR", "NCCL_PATCH")),
+}
+
+
+def torch_version_module(dist_index):
+    """torch/version.py read as text: CUDA/HIP build without importing torch (or CUDA)."""
+    torch = dist_index.get("torch")
+    if not torch:
+        return None
+    text = read_text(os.path.join(torch["location"], "torch", "version.py"))
+    if text is None:
+        note_unavailable("torch.version", "torch is installed but torch/version.py is not readable")
+        return None
+    values = {}
+    for key in ("__version__", "debug", "cuda", "hip", "git_version", "xpu"):
+        match = re.search(r"^%s\s*(?::\s*[^=]+)?=\s*(.+)$" % re.escape(key), text, re.M)
+        if match:
+            raw = match.group(1).strip()
+            if raw in ("None", "True", "False"):
+                values[key] = {"None": None, "True": True, "False": False}[raw]
+            else:
+                values[key] = raw.strip("'\"")
+    return {
+        "version": values.get("__version__"),
+        "cuda": values.get("cuda"),
+        "hip": values.get("hip"),
+        "debug": values.get("debug"),
+        "git_version": values.get("git_version"),
+    }
+
+
+def cuda_toolkit_dist_info():
+    """The NVIDIA toolkit installers now ship dist-info folders; their versions are exact."""
+    found = {}
+    root = "/usr/local/cuda/dist-info"
+    try:
+        entries = os.listdir(root)
+    except OSError:
+        entries = []
+    for entry in entries:
+        match = DIST_INFO_RE.match(entry)
+        if match:
+            found[canonical_name(match.group("name"))] = match.group("version")
+    version_json = read_text("/usr/local/cuda/version.json")
+    if version_json:
+        try:
+            data = json.loads(version_json)
+            found.setdefault("cuda", data.get("cuda", {}).get("version"))
+            found.setdefault("nvidia-cuda-runtime", data.get("cuda_cudart", {}).get("version"))
+        except (ValueError, AttributeError):
+            pass
+    return found
+
+
+def header_version(name):
+    header, defines = HEADER_DEFINES[name]
+    for folder in ("/usr/include", "/usr/local/cuda/include", "/usr/include/x86_64-linux-gnu"):
+        text = read_text(os.path.join(folder, header))
+        if not text:
+            continue
+        parts = []
+        for define in defines:
+            match = re.search(r"#define\s+%s\s+(\d+)" % define, text)
+            if not match:
+                break
+            parts.append(match.group(1))
+        if len(parts) == 3:
+            return ".".join(parts), os.path.join(folder, header)
+    return None
+
+
+def cuda_facts(dist_index):
+    components = {}
+    for component, names in CUDA_WHEELS.items():
+        for name in names:
+            dist = dist_index.get(name)
+            if dist:
+                components[component] = {"version": dist["version"], "source": "pip", "where": name}
+                break
+    toolkit = cuda_toolkit_dist_info()
+    if "nvidia-cuda-runtime" in toolkit and "cuda_runtime" not in components and toolkit["nvidia-cuda-runtime"]:
+        components["cuda_runtime"] = {"version": toolkit["nvidia-cuda-runtime"], "source": "system",
+                                      "where": "/usr/local/cuda"}
+    for folder in SYSTEM_CUDA_DIRS:
+        try:
+            entries = os.listdir(folder)
+        except OSError:
+            continue
+        for entry in entries:
+            for component, pattern in SYSTEM_LIB_PATTERNS.items():
+                match = pattern.match(entry)
+                if not match:
+                    continue
+                current = components.get(component)
+                if current and (current["source"] == "pip" or
+                                len(current["version"].split(".")) >= len(match.group(1).split("."))):
+                    continue
+                components[component] = {"version": match.group(1), "source": "system",
+                                         "where": os.path.join(folder, entry)}
+    for component in HEADER_DEFINES:
+        if component in components and components[component]["source"] == "pip":
+            continue
+        found = header_version(component)
+        if found:
+            components[component] = {"version": found[0], "source": "system", "where": found[1]}
+    nvcc = None
+    nvcc_path = which("nvcc") or ("/usr/local/cuda/bin/nvcc" if os.path.exists("/usr/local/cuda/bin/nvcc") else None)
+    if nvcc_path:
+        nvcc = {"path": nvcc_path, "version": None}
+    return {"components": components, "torch": torch_version_module(dist_index), "nvcc": nvcc,
+            "toolkit_root": os.path.realpath("/usr/local/cuda") if os.path.isdir("/usr/local/cuda") else None}
+
+
+# ----------------------------------------------------------------------------------------- blas
+
+BLAS_LIB_RE = re.compile(
+    r"^lib(?P<lib>scipy_openblas(?:64_)?|openblas(?:64_|p)?|mkl_rt|mkl_core|mkl_intel_thread|mkl_gnu_thread|"
+    r"blis|flexiblas|gomp|iomp5|omp|tbb|cublas|armpl)[-.a-zA-Z0-9_]*\.so[.0-9]*$"
+)
+LIB_API = {"gomp": "openmp", "iomp5": "openmp", "omp": "openmp", "tbb": "threading"}
+OPENBLAS_VERSION_RE = re.compile(rb"OpenBLAS (\d+\.\d+\.\d+(?:\.dev)?)")
+CONFIG_BLAS_RE = re.compile(r'"(blas|lapack)":\s*\{[^}]*?"name":\s*"([^"]+)"[^}]*?"version":\s*"([^"]*)"', re.S)
+
+
+def library_family(lib):
+    if "openblas" in lib:
+        return "openblas"
+    if lib.startswith("mkl"):
+        return "mkl"
+    return lib
+
+
+def openblas_version(path):
+    try:
+        import mmap
+
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            match = OPENBLAS_VERSION_RE.search(data)
+            return match.group(1).decode() if match else None
+    except (OSError, ValueError):
+        return None
+
+
+def blas_facts(dist_index, cache):
+    """Which BLAS/OpenMP libraries the numerics packages ship, read from files, not by importing."""
+    libraries = []
+    declared = {}
+    for owner in ("numpy", "scipy", "torch", "scikit-learn", "jaxlib", "tensorflow", "mkl", "openblas",
+                  "scipy-openblas64", "scipy-openblas32", "intel-openmp", "tbb"):
+        dist = dist_index.get(owner)
+        if not dist:
+            continue
+        package = {"scikit-learn": "sklearn", "scipy-openblas64": "scipy_openblas64",
+                   "scipy-openblas32": "scipy_openblas32", "intel-openmp": None, "tbb": None,
+                   "mkl": None, "openblas": None}.get(owner, owner)
+        location = dist["location"]
+        folders = []
+        if package:
+            folders += [os.path.join(location, package + ".libs"), os.path.join(location, package, "lib"),
+                        os.path.join(location, package, ".libs"), os.path.join(location, package, "_core")]
+        else:
+            folders += [os.path.join(sys.prefix, "lib")]
+        for folder in folders:
+            try:
+                entries = sorted(os.listdir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                match = BLAS_LIB_RE.match(entry)
+                if not match:
+                    continue
+                lib = match.group("lib")
+                path = os.path.join(folder, entry)
+                family = library_family(lib)
+                version = None
+                if family == "openblas":
+                    version = cache.get_or_compute("openblas-version", path, lambda p=path: openblas_version(p))
+                version_match = re.search(r"\.so\.(\d+(?:\.\d+)+)$", entry)
+                if version is None and version_match:
+                    version = version_match.group(1)
+                libraries.append({"library": family, "api": LIB_API.get(lib, "blas"), "version": version,
+                                  "shipped_by": owner, "filename": entry})
+        if package in ("numpy", "scipy"):
+            config = read_text(os.path.join(location, package, "__config__.py"))
+            if config:
+                for api, name, version in CONFIG_BLAS_RE.findall(config):
+                    declared["%s.%s" % (owner, api)] = {"name": name, "version": version or None}
+    return {"libraries": libraries, "declared": declared, "threadpools": None}
+
+
+def threadpool_facts():
+    """Live view (deep probe only): imports numpy/scipy/torch where present, then asks threadpoolctl."""
+    for module in ("numpy", "scipy.linalg", "torch"):
+        try:
+            __import__(module)
+        except Exception:  # noqa: BLE001 - a deep probe reports what it could load
+            continue
+    try:
+        import threadpoolctl  # type: ignore
+    except Exception as exc:  # noqa: BLE001
+        note_unavailable("blas.threadpools", "threadpoolctl is not installed in this interpreter (%s)" % exc)
+        return None
+    pools = []
+    for info in threadpoolctl.threadpool_info():
+        pools.append({key: info.get(key) for key in
+                      ("user_api", "internal_api", "version", "num_threads", "threading_layer", "architecture",
+                       "filepath")})
+    return pools
+
+
+def torch_runtime_facts():
+    """Deep probe only: torch's own answers (arch list, cuDNN, NCCL, default precision flags)."""
+    try:
+        import torch  # type: ignore
+    except Exception as exc:  # noqa: BLE001
+        note_unavailable("torch.runtime", "torch did not import: %s" % exc)
+        return None
+    facts = {"version": torch.__version__, "cuda_available": None, "arch_list": None, "cudnn": None,
+             "nccl": None, "num_threads": torch.get_num_threads(), "cpu_capability": None}
+    try:
+        facts["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        facts["cuda_available"] = bool(torch.cuda.is_available())
+        facts["arch_list"] = list(torch.cuda.get_arch_list())
+        version = torch.backends.cudnn.version()
+        facts["cudnn"] = str(version) if version else None
+        if facts["cuda_available"]:
+            facts["nccl"] = ".".join(str(p) for p in torch.cuda.nccl.version())
+    except Exception as exc:  # noqa: BLE001
+        note_unavailable("torch.cuda", str(exc))
+    try:
+        facts["xnnpack"] = bool(torch.backends.xnnpack.enabled)
+    except Exception:  # noqa: BLE001
+        pass
+    return facts
+
+
+# ----------------------------------------------------------------------------------- toolchain
+
+def tool_version(cache, name, argv_tail, pattern):
+    path = which(name)
+    if not path:
+        return None
+
+    def compute():
+        out = run([path] + argv_tail, timeout=5.0)
+        if out is None:
+            return None
+        match = re.search(pattern, out)
+        return match.group(1) if match else out.strip().splitlines()[0][:120] if out.strip() else None
+
+    return {"path": path, "version": cache.get_or_compute("tool-" + name, os.path.realpath(path), compute)}
+
+
+def toolchain_facts(cache):
+    return {
+        "gcc": tool_version(cache, "gcc", ["--version"], r"(\d+\.\d+\.\d+)"),
+        "clang": tool_version(cache, "clang", ["--version"], r"version (\d+\.\d+\.\d+)"),
+        "cmake": tool_version(cache, "cmake", ["--version"], r"version (\d+\.\d+\.\d+)"),
+        "nvcc": tool_version(cache, "nvcc", ["--version"], r"release (\d+\.\d+)"),
+    }
+
+
+# ------------------------------------------------------------------------------------------ env
+
+ENV_EXACT = {
+    "PYTHONHASHSEED", "NVIDIA_TF32_OVERRIDE", "CUDA_VISIBLE_DEVICES", "CUDA_LAUNCH_BLOCKING",
+    "CUDA_FORCE_PTX_JIT", "CUDA_CACHE_DISABLE", "CUDA_MODULE_LOADING", "CUDA_DEVICE_ORDER",
+    "CUBLAS_WORKSPACE_CONFIG", "CUBLASLT_WORKSPACE_SIZE", "WORLD_SIZE", "LOCAL_WORLD_SIZE",
+    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMEXPR_MAX_THREADS", "ATEN_CPU_CAPABILITY",
+    "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ONEDNN_DEFAULT_FPMATH_MODE", "XLA_FLAGS",
+    "NPY_DISABLE_CPU_FEATURES", "NPY_ENABLE_CPU_FEATURES", "NPY_PROMOTION_STATE",
+    "TZ", "LANG", "LC_ALL", "LC_NUMERIC", "HIPBLASLT_ALLOW_TF32", "NVIDIA_VISIBLE_DEVICES",
+    "NVIDIA_PYTORCH_VERSION", "NVIDIA_DRIVER_CAPABILITIES", "PYTORCH_CUDA_ALLOC_CONF",
+    "GOMP_CPU_AFFINITY", "BLIS_NUM_THREADS", "FLEXIBLAS", "CUDNN_LOGINFO_DBG",
+    # TensorFlow's own (a bare TF_ prefix would also catch Terraform's variables)
+    "TF_DETERMINISTIC_OPS", "TF_CUDNN_DETERMINISTIC", "TF_USE_CUDNN_AUTOTUNE", "TF_CUDNN_USE_AUTOTUNE",
+    "TF_ENABLE_ONEDNN_OPTS", "TF_ENABLE_AUTO_MIXED_PRECISION", "TF_XLA_FLAGS", "TF_NUM_INTEROP_THREADS",
+    "TF_NUM_INTRAOP_THREADS", "TF_FP16_CONV_USE_FP32_COMPUTE", "TF_FP16_MATMUL_USE_FP32_COMPUTE",
+    "TF_GPU_ALLOCATOR", "TF_FORCE_GPU_ALLOW_GROWTH", "TF_ENABLE_CUBLAS_TENSOR_OP_MATH_FP32",
+    "TF_ENABLE_CUDNN_TENSOR_OP_MATH_FP32",
+}
+ENV_PREFIXES = ("OMP_", "MKL_", "KMP_", "OPENBLAS_", "GOTO_", "NCCL_", "TORCH_", "TORCHINDUCTOR_",
+                "JAX_", "CUBLAS_", "CUDNN_", "NVIDIA_TF32", "PYTORCH_", "TRITON_", "XLA_", "HIP_", "ROCBLAS_")
+SECRET_NAME_RE = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|APIKEY|API_KEY|ACCESS_KEY|PRIVATE|AUTH|_KEY$|^KEY$)", re.I)
+SECRET_VALUE_RE = re.compile(
+    r"(^(hf|ghp|gho|ghs|github_pat|glpat|xox[abpr]|sk|pk|AKIA|ASIA)[_-]?[A-Za-z0-9_\-]{8,})"
+    r"|(-----BEGIN [A-Z ]*PRIVATE KEY-----)"
+    r"|(eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"
+)
+URL_CREDENTIALS_RE = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s:]*:[^/@\s]*@")
+REDACTED = "<redacted>"
+
+
+def redact_value(name, value):
+    """Returns the value to record, or the marker: a lock may be published, a secret must not be."""
+    if SECRET_NAME_RE.search(name):
+        return REDACTED
+    if SECRET_VALUE_RE.search(value):
+        return REDACTED
+    if URL_CREDENTIALS_RE.search(value):
+        return URL_CREDENTIALS_RE.sub(r"\1" + REDACTED + "@", value)
+    if len(value) >= 32 and re.fullmatch(r"[A-Za-z0-9+/=_\-]{32,}", value) and re.search(r"\d", value) \
+            and re.search(r"[A-Z]", value) and re.search(r"[a-z]", value):
+        return REDACTED  # a long random-looking string is treated as a credential
+    return value
+
+
+def env_allowed(name):
+    return name in ENV_EXACT or name.startswith(ENV_PREFIXES)
+
+
+def env_facts(environ=None):
+    environ = os.environ if environ is None else environ
+    return {name: redact_value(name, value) for name, value in sorted(environ.items()) if env_allowed(name)}
+
+
+# ------------------------------------------------------------------------------------------ git
+
+def git_facts(cwd):
+    if not which("git"):
+        note_unavailable("git", "git is not installed")
+        return None
+    status = run(["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"], cwd=cwd)
+    if status is None:
+        return None  # not a repository: nothing to record
+    facts = {"commit": None, "branch": None, "dirty": False, "diff_sha256": None, "remote": None,
+             "root": None}
+    for line in status.splitlines():
+        if line.startswith("# branch.oid "):
+            oid = line.split(" ", 2)[2]
+            facts["commit"] = None if oid == "(initial)" else oid
+        elif line.startswith("# branch.head "):
+            head = line.split(" ", 2)[2]
+            facts["branch"] = None if head == "(detached)" else head
+        elif line and not line.startswith("#"):
+            facts["dirty"] = True
+    root = run(["git", "rev-parse", "--show-toplevel"], cwd=cwd)
+    facts["root"] = root.strip() if root else None
+    remote = run(["git", "config", "--get", "remote.origin.url"], cwd=cwd)
+    facts["remote"] = strip_credentials(remote.strip()) if remote else None
+    if facts["dirty"] and facts["commit"]:
+        try:
+            diff = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=cwd, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, timeout=30, check=False)
+            facts["diff_sha256"] = hashlib.sha256(diff.stdout).hexdigest()
+        except (OSError, subprocess.SubprocessError) as exc:
+            note_unavailable("git.diff", str(exc))
+    return facts
+
+
+# ----------------------------------------------------------------------------------------- main
+
+def guarded(name, fn, *args):
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - one broken reader must not cost the others
+        note_unavailable(name, "%s: %s" % (type(exc).__name__, exc))
+        return None
+
+
+def parse_args(argv):
+    options = {"cache": None, "deep": False, "cwd": os.getcwd(), "skip_git": False}
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == "--cache" and args:
+            options["cache"] = args.pop(0)
+        elif arg == "--cwd" and args:
+            options["cwd"] = args.pop(0)
+        elif arg == "--deep":
+            options["deep"] = True
+        elif arg == "--skip-git":
+            options["skip_git"] = True
+        else:
+            raise SystemExit("envcap probe: unknown argument %r" % arg)
+    return options
+
+
+def collect(options):
+    script_dir = os.path.dirname(os.path.abspath(__file__))
+    search_path = [p for p in sys.path if p and os.path.abspath(p) != script_dir]
+    cache = FileCache(options["cache"])
+    dists = guarded("distributions", distributions_facts, search_path) or []
+    dist_index = {d["name"]: d for d in dists}
+    facts = {
+        "probe_version": PROBE_VERSION,
+        "python": guarded("python", python_facts),
+        "distributions": dists,
+        "pip_config": guarded("pip-config", pip_config_facts),
+        "os": guarded("os", os_facts),
+        "cpu": guarded("cpu", cpu_facts),
+        "gpu": guarded("gpu", gpu_facts),
+        "cuda": guarded("cuda", cuda_facts, dist_index),
+        "blas": guarded("blas", blas_facts, dist_index, cache),
+        "toolchain": guarded("toolchain", toolchain_facts, cache),
+        "env": guarded("env", env_facts),
+        "git": None if options["skip_git"] else guarded("git", git_facts, options["cwd"]),
+        "torch_runtime": None,
+    }
+    if facts["cuda"] and facts["toolchain"] and facts["toolchain"].get("nvcc"):
+        facts["cuda"]["nvcc"] = facts["toolchain"]["nvcc"]
+    if options["deep"]:
+        if facts["blas"] is not None:
+            facts["blas"]["threadpools"] = guarded("blas.threadpools", threadpool_facts)
+        if "torch" in dist_index:
+            facts["torch_runtime"] = guarded("torch.runtime", torch_runtime_facts)
+    cache.save()
+    facts["unavailable"] = UNAVAILABLE
+    return facts
+
+
+def main(argv=None):
+    options = parse_args(sys.argv[1:] if argv is None else argv)
+    facts = collect(options)
+    out = json.dumps(facts, sort_keys=True, separators=(",", ":"), default=str)
+    sys.stdout.write(out)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""``envcap snapshot``: probe, pin every artifact by hash, and write the lock set atomically."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import threading
+from typing import Any
+
+from envcap import __version__
+from envcap.artifacts import ArtifactResolver, Release
+from envcap.model import LOCK_FILENAME, Snapshot, dumps
+from envcap.paths import atomic_write_many, cache_dir
+from envcap.probe import run_probe, snapshot_from_facts
+
+DEFAULT_OUT = Path(".envcap")
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    snapshot: Snapshot
+    out_dir: Path
+    files: tuple[Path, ...]
+
+
+def now_utc() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def capture(
+    python: str | None = None,
+    *,
+    deep: bool = False,
+    offline: bool = False,
+    cwd: str | None = None,
+    on_release: Callable[[Release], None] | None = None,
+    on_stage: Callable[[str, int], None] | None = None,
+) -> Snapshot:
+    """Probes the interpreter and pins every re-installable distribution's artifacts by hash."""
+    cache_root = cache_dir()
+    if on_stage:
+        on_stage("probe", 0)
+    facts = _probe_while_importing(python or sys.executable, cache_root=cache_root, deep=deep, cwd=cwd)
+    snapshot = snapshot_from_facts(facts, envcap_version=__version__, captured_at=now_utc(), source="probe")
+    pip_config = snapshot.pip_config
+    resolver = ArtifactResolver(
+        cache_root,
+        find_links=pip_config.find_links if pip_config else (),
+        extra_indexes=[u for u in (pip_config.extra_index_urls if pip_config else ())],
+        offline=offline,
+    )
+    wanted = [(d.name, d.version) for d in snapshot.distributions
+              if (d.origin is None or d.origin.kind in ("index", "egg-info"))]
+    if on_stage:
+        on_stage("hashes", len(wanted))
+    releases = resolver.resolve(wanted, progress=on_release)
+    dists = []
+    for dist in snapshot.distributions:
+        release = releases.get((dist.name, dist.version))
+        if release is not None:
+            dist = replace(dist, artifacts=release.artifacts, index_url=release.index_url)
+        dists.append(dist)
+    snapshot = replace(snapshot, distributions=tuple(dists))
+    from envcap.lockfile import dispositions
+
+    warnings = [item.note for item in dispositions(snapshot) if item.note]
+    for dist in snapshot.distributions:
+        for problem in dist.problems:
+            warnings.append(f"{dist.name}: broken metadata ({problem}).")
+    return replace(snapshot, warnings=tuple(warnings)).with_digest()
+
+
+def _probe_while_importing(python: str, **kwargs: Any) -> dict[str, Any]:
+    """Runs the probe in a thread while this process loads the emitters (Jinja2, packaging's pylock).
+
+    Why: the probe is another process on another core; waiting for it idle, then importing, would
+    add both times to every snapshot.
+    """
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["facts"] = run_probe(python, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, name="envcap-probe", daemon=True)
+    worker.start()
+    import envcap.lockfile  # noqa: F401
+    import envcap.render  # noqa: F401
+
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["facts"]  # type: ignore[no-any-return]
+
+
+def lock_files(snapshot: Snapshot, out_dir: Path, base_image: str | None = None) -> dict[Path, str]:
+    """Every file of the lock set, rendered in memory: written together or not at all."""
+    from envcap.lockfile import dispositions, render_pylock, render_requirements_in, render_requirements_lock
+    from envcap.plan import make_plan
+    from envcap.render import render_dockerfile, render_dockerignore
+
+    has_vendored = any(i.kind == "vendored" for i in dispositions(snapshot))
+    plan = make_plan(snapshot, base_image=base_image, has_vendored=has_vendored)
+    return {
+        out_dir / LOCK_FILENAME: dumps(snapshot),
+        out_dir / "requirements.lock": render_requirements_lock(snapshot),
+        out_dir / "requirements.in": render_requirements_in(snapshot),
+        out_dir / "pylock.toml": render_pylock(snapshot),
+        out_dir / "Dockerfile": render_dockerfile(plan),
+        out_dir / ".dockerignore": render_dockerignore(),
+    }
+
+
+def write_snapshot(snapshot: Snapshot, out_dir: Path, base_image: str | None = None) -> SnapshotResult:
+    files = lock_files(snapshot, out_dir, base_image)
+    atomic_write_many(files)
+    return SnapshotResult(snapshot=snapshot, out_dir=out_dir, files=tuple(files))
+
+
+__all__ = ["DEFAULT_OUT", "SnapshotResult", "capture", "lock_files", "write_snapshot"]
