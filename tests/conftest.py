@@ -1,0 +1,52 @@
+"""Shared fixtures: environment isolation (autouse), a CLI runner, the canned runner and fakes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+ISOLATED_PREFIXES = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX", "PIP_REQUIRE_VIRTUALENV")
+ISOLATED_NAMES = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "ENVCAP_CACHE_DIR", "XDG_CACHE_HOME",
+                  "SOURCE_DATE_EPOCH")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests must not depend on the machine's settings, nor leave caches in the user's home.
+
+    The cache directory is shared by the whole session (hash look-ups are immutable and cost
+    network time); tests that check caching point ENVCAP_CACHE_DIR at their own folder.
+    """
+    for name in list(os.environ):
+        if name.startswith(ISOLATED_PREFIXES) or name in ISOLATED_NAMES:
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ENVCAP_CACHE_DIR", str(_session_cache(tmp_path_factory)))
+    yield
+
+
+_CACHE: list[Path] = []
+
+
+def _session_cache(factory: pytest.TempPathFactory) -> Path:
+    if not _CACHE:
+        _CACHE.append(factory.mktemp("envcap-cache"))
+    return _CACHE[0]
+
+
+@pytest.fixture
+def cli() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return Path(__file__).resolve().parent / "data"
