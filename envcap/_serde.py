@@ -64,7 +64,7 @@ def _convert(tp: Any, data: Any, path: str) -> Any:
             except ShapeError as exc:
                 errors.append(exc)
         raise errors[0] if errors else ShapeError(path, str(tp), data)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(data, dict):
             raise ShapeError(path, f"an object ({tp.__name__})", data)
         hints = _hints(tp)

@@ -303,6 +303,9 @@ class ArtifactResolver:
         return Release(name=name, version=version, artifacts=(), index_url=local_index,
                        error="; ".join(errors) or "no index or local folder has this release")
 
+    def _resolve_pin(self, pin: tuple[str, str]) -> Release:
+        return self.resolve_one(*pin)
+
     def resolve(self, pins: Iterable[tuple[str, str]],
                 progress: Callable[[Release], None] | None = None) -> dict[tuple[str, str], Release]:
         pins = list(dict.fromkeys(pins))
@@ -320,7 +323,7 @@ class ArtifactResolver:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(max_workers=min(self.workers, len(pending))) as pool:
-                for release in pool.map(lambda pin: self.resolve_one(*pin), pending):
+                for release in pool.map(self._resolve_pin, pending):
                     results[(release.name, release.version)] = release
                     if progress:
                         progress(release)

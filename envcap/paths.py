@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from envcap.errors import OutputError
@@ -49,7 +50,7 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
         ) from None
 
 
-def atomic_write_many(files: dict[Path, str | bytes]) -> None:
+def atomic_write_many(files: Mapping[Path, str | bytes]) -> None:
     """Writes every file to a temporary name first, renames only when all were written.
 
     Why: a snapshot is several files that must agree (the Dockerfile names the lock's digest);

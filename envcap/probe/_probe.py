@@ -1003,15 +1003,45 @@ def env_facts(environ=None):
 
 # ------------------------------------------------------------------------------------------ git
 
+def run_many(commands, cwd=None, timeout=10.0):
+    """Starts every argv at once and waits for all: git's answers cost one round-trip, not three."""
+    procs = []
+    for argv in commands:
+        try:
+            procs.append(subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                          stderr=subprocess.DEVNULL))
+        except OSError:
+            procs.append(None)
+    outputs = []
+    for proc in procs:
+        if proc is None:
+            outputs.append(None)
+            continue
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            outputs.append(None)
+            continue
+        outputs.append(out.decode("utf-8", "replace") if proc.returncode == 0 else None)
+    return outputs
+
+
 def git_facts(cwd):
     if not which("git"):
         note_unavailable("git", "git is not installed")
         return None
-    status = run(["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"], cwd=cwd)
+    status, root, remote = run_many([
+        ["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
+        ["git", "rev-parse", "--show-toplevel"],
+        ["git", "config", "--get", "remote.origin.url"],
+    ], cwd=cwd)
     if status is None:
         return None  # not a repository: nothing to record
-    facts = {"commit": None, "branch": None, "dirty": False, "diff_sha256": None, "remote": None,
-             "root": None}
+    facts = {"commit": None, "branch": None, "dirty": False, "diff_sha256": None,
+             "root": root.strip() if root else None,
+             "remote": strip_credentials(remote.strip()) if remote else None}
     for line in status.splitlines():
         if line.startswith("# branch.oid "):
             oid = line.split(" ", 2)[2]
@@ -1021,10 +1051,6 @@ def git_facts(cwd):
             facts["branch"] = None if head == "(detached)" else head
         elif line and not line.startswith("#"):
             facts["dirty"] = True
-    root = run(["git", "rev-parse", "--show-toplevel"], cwd=cwd)
-    facts["root"] = root.strip() if root else None
-    remote = run(["git", "config", "--get", "remote.origin.url"], cwd=cwd)
-    facts["remote"] = strip_credentials(remote.strip()) if remote else None
     if facts["dirty"] and facts["commit"]:
         try:
             diff = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=cwd, stdout=subprocess.PIPE,
