@@ -15,7 +15,6 @@ import os
 import re
 import threading
 import urllib.parse
-
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -182,7 +181,7 @@ class ArtifactResolver:
         timeout: float = 20.0,
     ) -> None:
         self.cache_root = Path(cache_root) / "artifacts"
-        self.find_links = [Path(link[7:] if link.startswith("file://") else link) for link in find_links
+        self.find_links = [Path(link.removeprefix("file://")) for link in find_links
                            if not link.startswith(("http://", "https://"))]
         self.extra_indexes = list(extra_indexes)
         self.offline = offline
@@ -269,19 +268,18 @@ class ArtifactResolver:
             return cached
         local_index = local_index_for(name, version)
         errors = []
-        attempts: list[tuple[str, Callable[[], list[Artifact]]]] = [
-            ("find-links", lambda: self._from_find_links(name, version))]
+        # (label, index URL); None stands for the local find-links folders
+        sources: list[tuple[str, str | None]] = [("find-links", None)]
         if not self.offline:
-            if local_index:
-                attempts.append((local_index, lambda: self._from_simple(local_index, name, version)))
-            else:
-                attempts.append(("pypi", lambda: self._from_simple(PYPI_SIMPLE, name, version)))
-            for index in self.extra_indexes:
-                attempts.append((index, lambda index=index: self._from_simple(index, name, version)))
+            sources.append((local_index, local_index) if local_index else ("pypi", PYPI_SIMPLE))
+            sources += [(index, index) for index in self.extra_indexes]
         local_hits: list[Artifact] = []
-        for source, attempt in attempts:
+        for source, index_url in sources:
             try:
-                found = attempt()
+                if index_url is None:
+                    found = self._from_find_links(name, version)
+                else:
+                    found = self._from_simple(index_url, name, version)
             except (OSError, ValueError, _http_exception()) as exc:
                 errors.append(f"{source}: {exc}")
                 continue
