@@ -753,6 +753,24 @@ def header_version(name):
     return None
 
 
+def rocm_components():
+    """HIP runtime and MIOpen of a ROCm install (collect_env reports both)."""
+    found = {}
+    root = os.environ.get("ROCM_PATH") or "/opt/rocm"
+    version = read_text(os.path.join(root, ".info", "version"))
+    if version and version.strip():
+        found["hip_runtime"] = {"version": version.strip().split("-")[0], "source": "system", "where": root}
+    try:
+        entries = os.listdir(os.path.join(root, "lib"))
+    except OSError:
+        entries = []
+    for entry in entries:
+        match = re.match(r"^libMIOpen\.so\.(\d+(?:\.\d+)+)$", entry)
+        if match:
+            found["miopen"] = {"version": match.group(1), "source": "system", "where": os.path.join(root, "lib", entry)}
+    return found
+
+
 def cuda_facts(dist_index):
     components = {}
     for component, names in CUDA_WHEELS.items():
@@ -787,6 +805,7 @@ def cuda_facts(dist_index):
         found = header_version(component)
         if found:
             components[component] = {"version": found[0], "source": "system", "where": found[1]}
+    components.update(rocm_components())
     nvcc = None
     nvcc_path = which("nvcc") or ("/usr/local/cuda/bin/nvcc" if os.path.exists("/usr/local/cuda/bin/nvcc") else None)
     if nvcc_path:
