@@ -7,10 +7,16 @@ touches Docker at import time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from envcap.errors import BuildError, EngineUnavailable
+
+# Put on every container envcap starts, so strays can be found (``containers(MANAGED_LABEL)``).
+MANAGED_LABEL = "io.envcap.managed"
 
 
 @dataclass(frozen=True)
@@ -90,3 +96,71 @@ class ContainerEngine(Protocol):
         """Ids of containers, running or not, that carry ``label`` (key or key=value)."""
 
     def remove_container(self, container_id: str) -> None: ...
+
+    # -- added for ``envcap build`` ---------------------------------------------------------
+    def pull(self, ref: str) -> ImageInfo:
+        """Fetches ``ref`` from its registry; raises BuildError naming the image when it cannot."""
+
+    def tag(self, image_id: str, ref: str) -> None:
+        """Points ``ref`` (name[:tag]) at an existing image."""
+
+    def remove_image(self, ref: str) -> None:
+        """Removes the tag or image (no error when it is already gone)."""
+
+
+class BuildStepFailed(BuildError):
+    """A build step exited non-zero: which step, and the last lines of its log for the user."""
+
+    def __init__(self, message: str, hint: str | None = None, *, step: str | None = None,
+                 log_tail: tuple[str, ...] = ()) -> None:
+        super().__init__(message, hint)
+        self.step = step
+        self.log_tail = log_tail
+
+
+def _podman_sockets(environ: Mapping[str, str]) -> list[str]:
+    runtime = environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
+    return [f"unix://{runtime}/podman/podman.sock", "unix:///run/podman/podman.sock"]
+
+
+def candidate_endpoints(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Where an engine is looked for, in order: ``DOCKER_HOST``, Docker's socket, then Podman's.
+
+    Why Podman too: its socket speaks the Docker API, so a machine with only Podman works the same.
+    ``DOCKER_HOST``, when set, is the only place looked (the user chose it).
+    """
+    environ = os.environ if environ is None else environ
+    explicit = environ.get("DOCKER_HOST")
+    if explicit:
+        return [explicit]
+    return ["unix:///var/run/docker.sock", *_podman_sockets(environ)]
+
+
+def connect(base_url: str | None = None, *, timeout: float = 60.0,
+            environ: Mapping[str, str] | None = None) -> ContainerEngine:
+    """The first engine that answers, or EngineUnavailable naming every place looked at.
+
+    TLS settings (``DOCKER_TLS_VERIFY``, ``DOCKER_CERT_PATH``) are honoured as the Docker CLI does.
+    """
+    from envcap.engine.docker_engine import DockerEngine
+
+    environ = os.environ if environ is None else environ
+    candidates = [base_url] if base_url else candidate_endpoints(environ)
+    problems = []
+    for endpoint in candidates:
+        if endpoint.startswith("unix://") and not Path(endpoint[7:]).exists() and len(candidates) > 1:
+            problems.append(f"{endpoint} (no such socket)")
+            continue
+        engine = DockerEngine(endpoint, timeout=timeout, environ=environ)
+        try:
+            engine.ping()
+        except EngineUnavailable as exc:
+            problems.append(f"{endpoint} ({exc.message.rstrip('.')})")
+            continue
+        return engine
+    where = "; ".join(problems) or ", ".join(candidates)
+    raise EngineUnavailable(
+        f"cannot reach a container engine: looked at {where}.",
+        hint="start one (`sudo dockerd`, `sudo systemctl start docker`, or `systemctl --user start podman.socket`) "
+             "or point DOCKER_HOST at a running engine",
+    )

@@ -1,0 +1,419 @@
+"""The Docker Engine API (Docker or Podman's compatible socket) behind envcap's ContainerEngine.
+
+The only module that imports the Docker SDK, and only when an engine is first used. Why the
+low-level ``APIClient``: builds must be cancellable (close the connection, remove the builder's
+containers) and runs must stream both streams while writing stdin, which the high-level client hides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket as _socket
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from envcap.engine import (
+    MANAGED_LABEL,
+    BuildEvent,
+    BuildStepFailed,
+    ImageInfo,
+    OutputCallback,
+    RunResult,
+    RunSpec,
+)
+from envcap.errors import BuildError, EngineUnavailable, ReplayError
+
+STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+RUNNING_IN_RE = re.compile(r"^ ---> Running in ([0-9a-f]{12,64})")
+LOG_TAIL_LINES = 25
+STOP_GRACE_S = 10
+
+
+def split_ref(ref: str) -> tuple[str, str | None]:
+    """``registry:5000/name:tag`` -> (``registry:5000/name``, ``tag``); a digest ref keeps its ``@``."""
+    if "@" in ref:
+        return ref, None
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    if colon > slash:
+        return ref[:colon], ref[colon + 1:]
+    return ref, None
+
+
+class DockerEngine:
+    """One engine endpoint; the SDK client is created lazily and re-created after a cancelled build."""
+
+    def __init__(self, endpoint: str, *, timeout: float = 60.0, environ: Mapping[str, str] | None = None) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._environ = dict(os.environ if environ is None else environ)
+        self._client: Any = None
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @property
+    def api(self) -> Any:
+        if self._client is None:
+            import docker
+
+            environment = dict(self._environ, DOCKER_HOST=self.endpoint)
+            try:
+                kwargs = docker.utils.kwargs_from_env(environment=environment)
+            except docker.errors.DockerException as exc:
+                raise EngineUnavailable(f"the engine settings for {self.endpoint} are unusable: {exc}.",
+                                        hint="check DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH") from None
+            kwargs["base_url"] = self.endpoint
+            try:
+                self._client = docker.APIClient(version="auto", timeout=int(self.timeout), **kwargs)
+            except docker.errors.DockerException as exc:
+                raise self._unavailable(exc) from None
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client = None
+
+    def _unavailable(self, exc: BaseException) -> EngineUnavailable:
+        reason = str(exc).split("(Caused by", 1)[0].strip().rstrip(":") or type(exc).__name__
+        if len(reason) > 200:
+            reason = reason[:200] + "..."
+        return EngineUnavailable(f"cannot reach the container engine at {self.endpoint}: {reason}.",
+                                 hint="start it (`sudo dockerd` or `sudo systemctl start docker`), or set DOCKER_HOST "
+                                      "to a running engine")
+
+    @contextlib.contextmanager
+    def _talking(self) -> Iterator[None]:
+        """Connection failures become EngineUnavailable; API errors pass to the caller."""
+        import docker
+        import requests
+
+        try:
+            yield
+        except (requests.exceptions.ConnectionError, ConnectionError, FileNotFoundError) as exc:
+            self.close()
+            raise self._unavailable(exc) from None
+        except docker.errors.DockerException as exc:
+            if isinstance(exc, docker.errors.APIError):
+                raise
+            self.close()
+            raise self._unavailable(exc) from None
+
+    # -- Protocol ---------------------------------------------------------------------------
+    def ping(self) -> None:
+        with self._talking():
+            try:
+                self.api.ping()
+            except Exception as exc:  # noqa: BLE001 - any failure to ping means: no engine here
+                import docker
+
+                if isinstance(exc, docker.errors.APIError):
+                    raise self._unavailable(exc) from None
+                raise
+
+    def image(self, ref: str) -> ImageInfo | None:
+        import docker
+
+        with self._talking():
+            try:
+                data = self.api.inspect_image(ref)
+            except docker.errors.NotFound:
+                return None
+            except docker.errors.APIError as exc:
+                if exc.status_code in (400, 404):
+                    return None  # an invalid reference is not an image the engine has
+                raise
+        return _image_info(data)
+
+    def pull(self, ref: str) -> ImageInfo:
+        import docker
+
+        repo, tag = split_ref(ref)
+        with self._talking():
+            try:
+                for item in self.api.pull(repo, tag=tag or "latest", stream=True, decode=True):
+                    if "error" in item:
+                        raise BuildError(f"cannot pull the base image {ref}: {item['error']}.",
+                                         hint="check its name and your registry login, or pass --base-image with "
+                                              "an image the engine already has")
+            except docker.errors.APIError as exc:
+                raise BuildError(f"cannot pull the base image {ref}: {exc.explanation or exc}.",
+                                 hint="check its name and your registry login, or pass --base-image with an image "
+                                      "the engine already has") from None
+        found = self.image(ref)
+        if found is None:
+            raise BuildError(f"the engine reported {ref} pulled but does not have it.", hint="try the build again")
+        return found
+
+    def tag(self, image_id: str, ref: str) -> None:
+        repo, tag = split_ref(ref)
+        with self._talking():
+            self.api.tag(image_id, repo, tag=tag or "latest", force=True)
+
+    def remove_image(self, ref: str) -> None:
+        import docker
+
+        with self._talking():
+            with contextlib.suppress(docker.errors.NotFound):
+                self.api.remove_image(ref, force=True)
+
+    def build(self, context: Path, *, tag: str, labels: dict[str, str],
+              on_event: Callable[[BuildEvent], None] | None = None) -> ImageInfo:
+        """Classic-builder build; the tag is set only after the build succeeded.
+
+        Why not ``build(tag=...)``: tagging last means an interrupted or failed build can never leave
+        ``tag`` pointing at anything; the builder's own containers are removed (``forcerm``), and
+        on Ctrl-C the connection is closed (which cancels the build) and every container the log
+        named is removed as well.
+        """
+        import docker
+
+        emit = on_event or (lambda event: None)
+        started: list[str] = []
+        tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        step_text: str | None = None
+        step_label = None
+        image_id: str | None = None
+        error: str | None = None
+        with self._talking():
+            try:
+                stream = self.api.build(path=str(context), rm=True, forcerm=True, decode=True, labels=labels,
+                                        pull=False, nocache=False)
+                for item in stream:
+                    if "stream" in item:
+                        for line in str(item["stream"]).splitlines():
+                            match = STEP_RE.match(line)
+                            if match:
+                                step_text = match.group(3)
+                                step_label = f"{match.group(1)}/{match.group(2)}"
+                                tail.clear()
+                                emit(BuildEvent("step", step_text, step=int(match.group(1)),
+                                                total=int(match.group(2))))
+                                continue
+                            running = RUNNING_IN_RE.match(line)
+                            if running:
+                                started.append(running.group(1))
+                            found = re.match(r"^Successfully built ([0-9a-f]+)", line)
+                            if found and image_id is None:
+                                image_id = found.group(1)
+                            if line.strip():
+                                tail.append(line)
+                            emit(BuildEvent("log", line))
+                    elif "aux" in item and isinstance(item["aux"], dict) and item["aux"].get("ID"):
+                        image_id = str(item["aux"]["ID"])
+                    elif "error" in item:
+                        error = str(item.get("error") or item.get("errorDetail", {}).get("message") or "failed")
+                        emit(BuildEvent("error", error))
+                    elif "status" in item:  # a base image being pulled
+                        emit(BuildEvent("log", str(item["status"])))
+            except KeyboardInterrupt:
+                self._cancel_build(started)
+                raise
+            except docker.errors.APIError as exc:
+                raise BuildError(f"the engine refused the build: {exc.explanation or exc}.",
+                                 hint="check the Dockerfile in the build context") from None
+        if error is not None:
+            where = f"step {step_label} ({step_text})" if step_label else "before the first step"
+            raise BuildStepFailed(f"the image build failed at {where}: {error.strip()}",
+                                  hint="the last lines of that step's log are shown above; --verbose streams "
+                                       "the whole build log",
+                                  step=step_text, log_tail=tuple(tail))
+        if image_id is None:
+            raise BuildError("the engine finished the build without naming an image.",
+                             hint="try again with --verbose to see the builder's log")
+        self.tag(image_id, tag)
+        info = self.image(image_id)
+        assert info is not None
+        return info
+
+    def _cancel_build(self, started: list[str]) -> None:
+        """Closes the connection (the engine cancels the build), then removes the builder's containers."""
+        self.close()
+        for container_id in started:
+            with contextlib.suppress(Exception):
+                self.remove_container(container_id)
+        self.close()
+
+    def gpu_runtime_available(self) -> bool:
+        with self._talking():
+            info = self.api.info()
+        runtimes = info.get("Runtimes") or {}
+        if any("nvidia" in name for name in runtimes) or "nvidia" in str(info.get("DefaultRuntime", "")):
+            return True
+        for device in info.get("DiscoveredDevices") or []:  # Docker 28+: CDI devices it found
+            if "nvidia.com/gpu" in str(device.get("ID", "")):
+                return True
+        spec_dirs = info.get("CDISpecDirs") or []
+        if spec_dirs and self.endpoint.startswith("unix://"):
+            for folder in spec_dirs:
+                with contextlib.suppress(OSError):
+                    for entry in os.scandir(folder):
+                        if "nvidia" in entry.name:
+                            return True
+        return False
+
+    def containers(self, label: str) -> list[str]:
+        with self._talking():
+            found = self.api.containers(all=True, filters={"label": label})
+        return [str(c["Id"]) for c in found]
+
+    def remove_container(self, container_id: str) -> None:
+        import docker
+
+        with self._talking():
+            with contextlib.suppress(docker.errors.NotFound):
+                try:
+                    self.api.remove_container(container_id, force=True, v=True)
+                except docker.errors.APIError as exc:
+                    if exc.status_code != 409:  # 409: removal already in progress
+                        raise
+
+    def run(self, spec: RunSpec, *, on_output: OutputCallback | None = None) -> RunResult:
+        import docker
+
+        with self._talking():
+            try:
+                container_id = self._create(spec)
+            except docker.errors.ImageNotFound:
+                raise ReplayError(f"the engine has no image {spec.image}.",
+                                  hint="build it first with `envcap build`") from None
+            except docker.errors.APIError as exc:
+                raise ReplayError(f"the engine could not create a container from {spec.image}: "
+                                  f"{exc.explanation or exc}.", hint="check the image and the run's options") from None
+        try:
+            return self._run_created(container_id, spec, on_output)
+        finally:
+            self._remove_despite_interrupts(container_id)
+
+    # -- run helpers ------------------------------------------------------------------------
+    def _create(self, spec: RunSpec) -> str:
+        import docker
+
+        api = self.api
+        mounts = [docker.types.Mount(target=m.target, source=m.source, type="bind", read_only=m.read_only)
+                  for m in spec.mounts]
+        host_config = api.create_host_config(
+            mounts=mounts or None,
+            device_requests=[docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if spec.gpus else None,
+            network_mode="none" if spec.network_disabled else None,
+        )
+        wants_stdin = spec.stdin_data is not None or spec.interactive
+        created = api.create_container(
+            image=spec.image,
+            command=list(spec.command) or None,
+            entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
+            working_dir=spec.workdir,
+            user=spec.user or "",
+            environment=dict(spec.env) or None,
+            labels={MANAGED_LABEL: "true", **spec.labels},
+            tty=spec.tty,
+            stdin_open=wants_stdin,
+            host_config=host_config,
+        )
+        return str(created["Id"])
+
+    def _run_created(self, container_id: str, spec: RunSpec, on_output: OutputCallback | None) -> RunResult:
+        import docker
+
+        api = self.api
+        wants_stdin = spec.stdin_data is not None or spec.interactive
+        out = bytearray()
+        err = bytearray()
+        try:
+            with self._talking():
+                sock = api.attach_socket(container_id, params={"stdin": 1 if wants_stdin else 0, "stdout": 1,
+                                                               "stderr": 1, "stream": 1})
+                raw = getattr(sock, "_sock", sock)
+                with contextlib.suppress(Exception):
+                    raw.settimeout(None)  # a quiet workload is not a dead engine
+                try:
+                    api.start(container_id)
+                except docker.errors.APIError as exc:
+                    raise ReplayError(f"the engine could not start a container from {spec.image}: "
+                                      f"{exc.explanation or exc}.",
+                                      hint="for --gpus, the engine needs the NVIDIA container toolkit (a 'nvidia' "
+                                           "runtime or CDI devices)" if spec.gpus else
+                                      "check the image and the run's options") from None
+                feeder = self._start_stdin(raw, spec) if wants_stdin else None
+                from docker.utils.socket import frames_iter
+
+                for stream_no, chunk in frames_iter(sock, spec.tty):
+                    name = "stderr" if stream_no == 2 else "stdout"
+                    if on_output is not None:
+                        on_output(chunk, name)
+                    elif name == "stderr":
+                        err.extend(chunk)
+                    else:
+                        out.extend(chunk)
+                with contextlib.suppress(Exception):
+                    sock.close()
+                if feeder is not None:
+                    feeder.join(timeout=1)
+                status = api.wait(container_id)
+                state = api.inspect_container(container_id).get("State", {})
+        except KeyboardInterrupt:
+            self._interrupt(container_id)
+            raise
+        return RunResult(exit_code=int(status.get("StatusCode", -1)), stdout=bytes(out), stderr=bytes(err),
+                         oom_killed=bool(state.get("OOMKilled")), container_id=container_id)
+
+    def _start_stdin(self, raw: Any, spec: RunSpec) -> threading.Thread:
+        """Writes stdin in a thread (a large script must not block reading the output), then half-closes."""
+
+        def half_close() -> None:
+            with contextlib.suppress(Exception):
+                if hasattr(raw, "shutdown_write"):  # paramiko (ssh://)
+                    raw.shutdown_write()
+                else:
+                    raw.shutdown(_socket.SHUT_WR)
+
+        def feed() -> None:
+            try:
+                if spec.stdin_data is not None:
+                    raw.sendall(spec.stdin_data)
+                elif spec.interactive:
+                    while True:
+                        data = os.read(0, 65536)
+                        if not data:
+                            break
+                        raw.sendall(data)
+            except OSError:
+                pass
+            finally:
+                half_close()
+
+        thread = threading.Thread(target=feed, name="envcap-stdin", daemon=True)
+        thread.start()
+        return thread
+
+    def _interrupt(self, container_id: str) -> None:
+        """Ctrl-C: pass SIGINT to the workload, give it a grace period, then stop it for good."""
+        with contextlib.suppress(Exception):
+            self.api.kill(container_id, signal="SIGINT")
+            self.api.wait(container_id, timeout=STOP_GRACE_S)
+            return
+        with contextlib.suppress(Exception):
+            self.api.kill(container_id)
+
+    def _remove_despite_interrupts(self, container_id: str) -> None:
+        """Removal must happen even when Ctrl-C is pressed again meanwhile (it takes well under a second)."""
+        for _ in range(3):
+            try:
+                self.remove_container(container_id)
+                return
+            except KeyboardInterrupt:
+                continue
+            except Exception:  # noqa: BLE001 - a container we cannot remove must not hide the run's result
+                return
+
+
+def _image_info(data: dict[str, Any]) -> ImageInfo:
+    config = data.get("Config") or {}
+    return ImageInfo(id=str(data.get("Id", "")), tags=tuple(data.get("RepoTags") or ()),
+                     labels=dict(config.get("Labels") or {}), size=data.get("Size"))
+
