@@ -31,13 +31,27 @@ def _hints(cls: type) -> dict[str, Any]:
     return get_type_hints(cls)
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def to_json(value: Any) -> Any:
-    """Dataclasses to dicts, tuples to lists; ``None`` fields are kept so the shape is stable."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
+    """Dataclasses to dicts, tuples to lists; ``None`` fields are kept so the shape is stable.
+
+    Written for speed (a lock holds thousands of artifacts and a warm snapshot is timed):
+    field names are looked up once per class, scalars return at once.
+    """
+    cls = type(value)
+    if cls in _SCALARS:
+        return value
+    names = _FIELD_NAMES.get(cls)
+    if names is None and dataclasses.is_dataclass(cls):
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    if names is not None:
+        return {name: to_json(getattr(value, name)) for name in names}
+    if cls is list or cls is tuple:
         return [to_json(item) for item in value]
-    if isinstance(value, dict):
+    if cls is dict:
         return {str(k): to_json(v) for k, v in value.items()}
     return value
 

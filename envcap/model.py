@@ -310,16 +310,21 @@ def canonical_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
 
 
-def content_digest(snapshot: Snapshot) -> str:
-    data = snapshot_to_dict(snapshot)
-    for key in VOLATILE_FIELDS:
-        data.pop(key, None)
-    payload = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def _digest_of(data: dict[str, Any]) -> str:
+    stable = {k: v for k, v in data.items() if k not in VOLATILE_FIELDS}
+    payload = json.dumps(stable, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+def content_digest(snapshot: Snapshot) -> str:
+    return _digest_of(snapshot_to_dict(snapshot))
+
+
 def dumps(snapshot: Snapshot) -> str:
-    return canonical_json(snapshot_to_dict(snapshot.with_digest()))
+    """Canonical JSON with the digest of exactly what is written (one conversion, not three)."""
+    data = snapshot_to_dict(snapshot)
+    data["digest"] = _digest_of(data)
+    return canonical_json(data)
 
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:
