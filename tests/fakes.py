@@ -121,3 +121,141 @@ class CannedRunner:
             if argv[: len(prefix)] == prefix:
                 return Completed(argv, answer.returncode, answer.stdout, answer.stderr)
         raise AssertionError(f"CannedRunner has no answer for {argv}")
+
+
+@dataclass(frozen=True)
+class FakeBuild:
+    """What one ``FakeEngine.build`` call received: the context's files as the engine would see them."""
+
+    tag: str
+    labels: dict[str, str]
+    files: dict[str, bytes]  # relative path -> content of every file in the context (wheels included)
+    image_id: str
+
+    @property
+    def dockerfile(self) -> str:
+        return self.files["Dockerfile"].decode("utf-8")
+
+
+@dataclass
+class FakeEngine:
+    """The ContainerEngine Protocol in memory: records builds and runs, answers runs from a script.
+
+    ``run_results`` are returned in order (the last one repeats); ``on_run``, when set, answers
+    instead (for answers that depend on the command). ``build_error`` makes the next build fail
+    after emitting ``build_events``. Images live in ``images`` by tag and by id.
+    """
+
+    endpoint: str = "fake://engine"
+    images: dict[str, Any] = field(default_factory=dict)  # ref -> ImageInfo
+    builds: list[FakeBuild] = field(default_factory=list)
+    runs: list[Any] = field(default_factory=list)  # RunSpec
+    run_results: list[Any] = field(default_factory=list)  # RunResult
+    on_run: Any = None  # Callable[[RunSpec], RunResult] | None
+    run_output: list[tuple[bytes, str]] = field(default_factory=list)  # streamed to on_output on each run
+    build_events: list[Any] = field(default_factory=list)  # BuildEvent, emitted by every build
+    build_error: Exception | None = None
+    pullable: dict[str, Any] = field(default_factory=dict)  # ref -> ImageInfo that pull() can fetch
+    pulls: list[str] = field(default_factory=list)
+    gpu_runtime: bool = False
+    reachable: bool = True
+    live_containers: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> labels
+    removed: list[str] = field(default_factory=list)
+
+    def _check(self) -> None:
+        from envcap.errors import EngineUnavailable
+
+        if not self.reachable:
+            raise EngineUnavailable(f"cannot reach the container engine at {self.endpoint}: refused.",
+                                    hint="start it or set DOCKER_HOST")
+
+    def add_image(self, ref: str, image_id: str | None = None, labels: dict[str, str] | None = None) -> Any:
+        from envcap.engine import ImageInfo
+
+        info = ImageInfo(id=image_id or f"sha256:{abs(hash(ref)):064x}"[:71], tags=(ref,), labels=labels or {},
+                         size=1000)
+        self.images[ref] = info
+        self.images[info.id] = info
+        return info
+
+    def ping(self) -> None:
+        self._check()
+
+    def image(self, ref: str) -> Any:
+        self._check()
+        return self.images.get(ref)
+
+    def pull(self, ref: str) -> Any:
+        from envcap.errors import BuildError
+
+        self._check()
+        self.pulls.append(ref)
+        if ref not in self.pullable:
+            raise BuildError(f"cannot pull the base image {ref}: not found.", hint="pass --base-image")
+        info = self.pullable[ref]
+        self.images[ref] = info
+        self.images[info.id] = info
+        return info
+
+    def tag(self, image_id: str, ref: str) -> None:
+        from dataclasses import replace
+
+        self._check()
+        info = self.images[image_id]
+        info = replace(info, tags=(*info.tags, ref))
+        self.images[image_id] = info
+        self.images[ref] = info
+
+    def remove_image(self, ref: str) -> None:
+        info = self.images.pop(ref, None)
+        if info is not None:
+            for key in [k for k, v in self.images.items() if v.id == info.id]:
+                del self.images[key]
+
+    def build(self, context: Path, *, tag: str, labels: dict[str, str], on_event: Any = None) -> Any:
+        import hashlib
+
+        from envcap.engine import ImageInfo
+
+        self._check()
+        files = {str(p.relative_to(context)): p.read_bytes() for p in sorted(Path(context).rglob("*"))
+                 if p.is_file()}
+        for event in self.build_events:
+            if on_event is not None:
+                on_event(event)
+        if self.build_error is not None:
+            raise self.build_error
+        digest = hashlib.sha256(repr(sorted((k, hashlib.sha256(v).hexdigest()) for k, v in files.items())).encode())
+        image_id = f"sha256:{digest.hexdigest()}"
+        self.builds.append(FakeBuild(tag=tag, labels=dict(labels), files=files, image_id=image_id))
+        info = ImageInfo(id=image_id, tags=(tag,), labels=dict(labels), size=sum(len(v) for v in files.values()))
+        self.images[tag] = info
+        self.images[image_id] = info
+        return info
+
+    def run(self, spec: Any, *, on_output: Any = None) -> Any:
+        from envcap.engine import RunResult
+
+        self._check()
+        self.runs.append(spec)
+        if on_output is not None:
+            for chunk, stream in self.run_output:
+                on_output(chunk, stream)
+        if self.on_run is not None:
+            return self.on_run(spec)
+        if not self.run_results:
+            return RunResult(exit_code=0)
+        return self.run_results.pop(0) if len(self.run_results) > 1 else self.run_results[0]
+
+    def gpu_runtime_available(self) -> bool:
+        self._check()
+        return self.gpu_runtime
+
+    def containers(self, label: str) -> list[str]:
+        key, _, value = label.partition("=")
+        return [cid for cid, labels in self.live_containers.items()
+                if key in labels and (not value or labels[key] == value)]
+
+    def remove_container(self, container_id: str) -> None:
+        self.live_containers.pop(container_id, None)
+        self.removed.append(container_id)
