@@ -859,6 +859,7 @@ def blas_facts(dist_index, cache):
         location = dist["location"]
         folders = []
         if package:
+            folders += [os.path.join(location, owner.replace("-", "_") + ".libs")] if owner != package else []
             folders += [os.path.join(location, package + ".libs"), os.path.join(location, package, "lib"),
                         os.path.join(location, package, ".libs"), os.path.join(location, package, "_core")]
         else:
@@ -883,12 +884,37 @@ def blas_facts(dist_index, cache):
                     version = version_match.group(1)
                 libraries.append({"library": family, "api": LIB_API.get(lib, "blas"), "version": version,
                                   "shipped_by": owner, "filename": entry})
+        if owner == "torch":
+            declared.update(torch_build_config(location))
         if package in ("numpy", "scipy"):
             config = read_text(os.path.join(location, package, "__config__.py"))
             if config:
                 for api, name, version in CONFIG_BLAS_RE.findall(config):
                     declared["%s.%s" % (owner, api)] = {"name": name, "version": version or None}
     return {"libraries": libraries, "declared": declared, "threadpools": None}
+
+
+def torch_build_config(location):
+    """torch's BLAS, oneDNN and threading choices, from the ATen/Config.h its wheel ships.
+
+    x86 wheels link MKL statically, so no library file would show it.
+    """
+    text = read_text(os.path.join(location, "torch", "include", "ATen", "Config.h"))
+    if not text:
+        return {}
+    flags = dict(re.findall(r"#define (AT_[A-Z_]+)\(\) (\d)", text))
+    parallel = re.search(r"#define AT_PARALLEL_(OPENMP|NATIVE) 1", text)
+    declared = {}
+    if flags.get("AT_MKL_ENABLED") == "1":
+        declared["torch.blas"] = {"name": "mkl", "version": None}
+    elif flags.get("AT_BUILD_WITH_BLAS") == "1":
+        declared["torch.blas"] = {"name": "external-blas", "version": None}
+    if flags.get("AT_MKLDNN_ENABLED") == "1":
+        declared["torch.onednn"] = {"name": "onednn-acl" if flags.get("AT_MKLDNN_ACL_ENABLED") == "1" else "onednn",
+                                    "version": None}
+    if parallel:
+        declared["torch.parallel"] = {"name": parallel.group(1).lower(), "version": None}
+    return declared
 
 
 def threadpool_facts():
