@@ -1,0 +1,63 @@
+"""The host side of the replay hook: put it in a folder the container mounts, read what it wrote.
+
+Why ``sitecustomize`` on ``PYTHONPATH`` rather than a ``.pth`` file: a ``.pth`` is read only in
+site directories, and the image's site-packages must not be modified by a replay; a folder on
+``PYTHONPATH`` is searched before site-packages, so Python imports our ``sitecustomize`` first, and
+the hook imports the image's own one after it (see ``sitecustomize.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+HOOK_SOURCE = Path(__file__).with_name("sitecustomize.py")
+MOUNT_TARGET = "/envcap-hook"
+OUT_ENV = "ENVCAP_HOOK_OUT"
+
+
+def install(folder: Path, *, uid: int | None = None, gid: int | None = None) -> Path:
+    """Copies the hook into ``folder`` (created), owned by the container's user so it can write there.
+
+    Why the chown: when envcap runs as root but the workload as another user (``--user``), a
+    root-owned 0700 folder would be neither readable nor writable inside the container.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(HOOK_SOURCE, folder / "sitecustomize.py")
+    if uid is not None and os.getuid() == 0 and uid != 0:
+        for path in (folder, folder / "sitecustomize.py"):
+            os.chown(path, uid, gid if gid is not None else -1)
+    return folder
+
+
+def environment(target: str = MOUNT_TARGET, pythonpath: str | None = None) -> dict[str, str]:
+    """The variables that load the hook: ``PYTHONPATH`` (keeping the workload's own) and the out dir."""
+    path = target if not pythonpath else f"{target}{os.pathsep}{pythonpath}"
+    return {"PYTHONPATH": path, OUT_ENV: target}
+
+
+def read_records(folder: Path) -> dict[str, Any] | None:
+    """The flags left by the workload's main process, or None when no framework was imported.
+
+    Each Python process writes its own file; the main one is the process whose parent wrote none
+    (DataLoader workers and the like are its children). Where several qualify, the first started
+    (lowest pid) is taken.
+    """
+    records = []
+    for path in sorted(folder.glob("precision-*.json")):
+        try:
+            data = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("flags"), dict) and isinstance(data.get("pid"), int):
+            records.append(data)
+    if not records:
+        return None
+    pids = {r["pid"] for r in records}
+    roots = [r for r in records if r.get("ppid") not in pids] or records
+    main = min(roots, key=lambda r: int(r["pid"]))
+    flags: dict[str, Any] = dict(main["flags"])
+    return flags
