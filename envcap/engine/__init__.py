@@ -59,6 +59,7 @@ class RunSpec:
     labels: dict[str, str] = field(default_factory=dict)
     entrypoint: tuple[str, ...] | None = None
     network_disabled: bool = False
+    init: bool = False  # an init process as PID 1 (docker run --init): signals reach the workload, exit 128+n
 
 
 @dataclass(frozen=True)

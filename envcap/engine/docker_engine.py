@@ -301,6 +301,7 @@ class DockerEngine:
             mounts=mounts or None,
             device_requests=[docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if spec.gpus else None,
             network_mode="none" if spec.network_disabled else None,
+            init=True if spec.init else None,
         )
         wants_stdin = spec.stdin_data is not None or spec.interactive
         created = api.create_container(
