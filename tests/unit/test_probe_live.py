@@ -1,0 +1,206 @@
+"""The probe for real on this machine: in envcap's venv, in the system python3, in a fresh venv.
+
+Nothing is faked here: each test starts the interpreter it names and reads what the probe printed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envcap.errors import ProbeError
+from envcap.probe import PROBE_SCRIPT, probe_source, run_probe, snapshot_from_facts
+
+SECTIONS = {"probe_version", "python", "distributions", "pip_config", "os", "cpu", "gpu", "cuda", "blas",
+            "toolchain", "env", "git", "torch_runtime", "unavailable"}
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def dist_names(facts: dict[str, Any]) -> set[str]:
+    return {d["name"] for d in facts["distributions"]}
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``python3 -m venv`` with pip, plus one editable distribution dropped in by hand."""
+    root = tmp_path_factory.mktemp("target") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
+    site = next((root / "lib").glob("python3*/site-packages"))
+    meta = site / "my_project-0.1.dist-info"
+    meta.mkdir()
+    (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: my-project\nVersion: 0.1\n", "utf-8")
+    (meta / "INSTALLER").write_text("pip\n", "utf-8")
+    (meta / "REQUESTED").write_text("", "utf-8")
+    (meta / "direct_url.json").write_text(json.dumps({"url": "file:///home/u/my-project",
+                                                      "dir_info": {"editable": True}}), "utf-8")
+    return root
+
+
+def test_probe_in_envcaps_venv_has_every_section(tmp_path: Path) -> None:
+    facts = run_probe(sys.executable, cwd=str(tmp_path))
+    assert SECTIONS <= set(facts)
+    python = facts["python"]
+    assert python["version"] == "%d.%d.%d" % sys.version_info[:3]
+    assert python["prefix"] == sys.prefix
+    assert python["is_venv"] is True
+    assert python["abi_tag"] == f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    names = dist_names(facts)
+    assert {"envcap", "click", "jinja2", "packaging", "pytest"} <= names
+    envcap = next(d for d in facts["distributions"] if d["name"] == "envcap")
+    assert envcap["origin"]["kind"] == "editable"
+    assert facts["os"]["kernel"] == os.uname().release
+    assert facts["cpu"]["logical_cores"] == os.cpu_count()
+    assert facts["gpu"]["status"] in ("ok", "no-nvml", "no-driver", "no-gpu")
+    assert facts["git"] is None  # tmp_path is not a repository
+    assert facts["torch_runtime"] is None  # only --deep imports torch
+    snapshot = snapshot_from_facts(facts)
+    assert snapshot.distribution("envcap") is not None
+
+
+def test_probe_in_the_system_python(tmp_path: Path) -> None:
+    facts = run_probe(SYSTEM_PYTHON, cwd=str(tmp_path))
+    assert SECTIONS <= set(facts)
+    assert facts["python"]["is_venv"] is False
+    assert facts["python"]["prefix"] == "/usr"
+    assert facts["python"]["executable"] == SYSTEM_PYTHON
+    assert "envcap" not in dist_names(facts)
+    apt = [d for d in facts["distributions"] if d["site"] == "dist-packages"]
+    assert apt, "Debian's python3 keeps its packages in dist-packages"
+    assert all(d["location"].endswith("dist-packages") for d in apt)
+
+
+def test_probe_describes_the_target_venv_not_envcaps(fresh_venv: Path, tmp_path: Path) -> None:
+    facts = run_probe(str(fresh_venv / "bin" / "python"), cwd=str(tmp_path))
+    assert facts["python"]["prefix"] == str(fresh_venv)
+    assert facts["python"]["is_venv"] is True
+    names = dist_names(facts)
+    assert "envcap" not in names and "click" not in names
+    assert {"pip", "my-project"} <= names
+    editable = next(d for d in facts["distributions"] if d["name"] == "my-project")
+    assert editable["origin"] == {"kind": "editable", "url": "file:///home/u/my-project", "subdirectory": None}
+    assert editable["requested"] is True
+
+
+def test_a_venv_folder_is_accepted_for_its_interpreter(fresh_venv: Path, tmp_path: Path) -> None:
+    facts = run_probe(str(fresh_venv), cwd=str(tmp_path))
+    assert facts["python"]["prefix"] == str(fresh_venv)
+
+
+def test_pythonpath_of_envcaps_process_does_not_leak_into_the_target(fresh_venv: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    extra = tmp_path / "extra"
+    (extra / "leaked-9.9.dist-info").mkdir(parents=True)
+    (extra / "leaked-9.9.dist-info" / "METADATA").write_text("Name: leaked\nVersion: 9.9\n\n", "utf-8")
+    monkeypatch.setenv("PYTHONPATH", str(extra))
+    facts = run_probe(str(fresh_venv / "bin" / "python"), cwd=str(tmp_path))
+    assert "leaked" not in dist_names(facts)
+
+
+def test_snapshot_cli_of_another_venv_warns_about_the_editable(fresh_venv: Path, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    from envcap.cli import main
+    from envcap.summary import load_snapshot
+
+    out = tmp_path / "lock"
+    result = cli.invoke(main, ["snapshot", "--python", str(fresh_venv / "bin" / "python"), "--out", str(out),
+                               "--offline"])
+    assert result.exit_code == 0, result.output + result.stderr
+    snapshot = load_snapshot(out)
+    assert snapshot.python is not None and snapshot.python.prefix == str(fresh_venv)
+    assert {d.name for d in snapshot.distributions} >= {"pip", "my-project"}
+    assert any("my-project" in w and "editable" in w for w in snapshot.warnings)
+    assert "my-project" in result.stderr
+    assert "my-project==0.1: vendored" in (out / "requirements.lock").read_text()
+
+
+def test_secrets_in_the_environment_never_reach_the_output(tmp_path: Path) -> None:
+    secrets = {"HF_TOKEN": "hf_leakcheckleakcheckleakcheck01", "AWS_SECRET_ACCESS_KEY": "leak/CHECK/secret/0123456789",
+               "TORCH_HUB_TOKEN": "tok-leakcheck-777", "NCCL_DEBUG_FILE": "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5"}
+    facts = run_probe(sys.executable, cwd=str(tmp_path), extra_env={**secrets, "OMP_NUM_THREADS": "3"})
+    text = json.dumps(facts)
+    for value in secrets.values():
+        assert value not in text
+    assert facts["env"]["OMP_NUM_THREADS"] == "3"
+    assert facts["env"]["TORCH_HUB_TOKEN"] == "<redacted>"
+
+
+def test_probe_source_runs_from_stdin_in_an_isolated_interpreter(tmp_path: Path) -> None:
+    """How a container without envcap is probed: the script's text piped into ``python -I -``."""
+    done = subprocess.run([SYSTEM_PYTHON, "-I", "-", "--skip-git"], input=probe_source(), capture_output=True,
+                          text=True, cwd=tmp_path, check=False)
+    assert done.returncode == 0, done.stderr
+    facts = json.loads(done.stdout)
+    assert SECTIONS <= set(facts)
+    assert facts["python"]["executable"] == SYSTEM_PYTHON
+    assert facts["git"] is None
+
+
+def test_probe_cache_file_is_written_and_gives_the_same_facts(tmp_path: Path) -> None:
+    first = run_probe(sys.executable, cache_root=tmp_path / "cache", cwd=str(tmp_path))
+    cache_files = list((tmp_path / "cache" / "probe").glob("*.json"))
+    assert len(cache_files) == 1
+    cached = json.loads(cache_files[0].read_text())
+    assert cached["probe_version"] == first["probe_version"]
+    second = run_probe(sys.executable, cache_root=tmp_path / "cache", cwd=str(tmp_path))
+    for section in ("python", "distributions", "os", "cpu", "blas", "toolchain", "cuda"):
+        assert first[section] == second[section], section
+
+
+def test_a_corrupt_probe_cache_is_ignored(tmp_path: Path) -> None:
+    run_probe(sys.executable, cache_root=tmp_path / "cache", cwd=str(tmp_path))
+    (cache_file,) = (tmp_path / "cache" / "probe").glob("*.json")
+    cache_file.write_text("{truncated", "utf-8")
+    facts = run_probe(sys.executable, cache_root=tmp_path / "cache", cwd=str(tmp_path))
+    assert facts["python"]["version"]
+    assert json.loads(cache_file.read_text())["probe_version"] == facts["probe_version"]
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "work"
+    repo.mkdir()
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=repo, check=True,
+                       capture_output=True)
+
+    git("init", "-q", "-b", "trunk")
+    (repo / "train.py").write_text("print(1)\n", "utf-8")
+    git("add", "train.py")
+    git("commit", "-q", "-m", "first")
+    git("remote", "add", "origin", "https://someone:ghp_notreal0000@git.example/org/work.git")
+    return repo
+
+
+def test_git_state_clean_then_dirty(git_repo: Path) -> None:
+    clean = run_probe(sys.executable, cwd=str(git_repo))["git"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=git_repo, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert clean == {"commit": head, "branch": "trunk", "dirty": False, "diff_sha256": None,
+                     "remote": "https://git.example/org/work.git", "root": str(git_repo)}
+    (git_repo / "train.py").write_text("print(2)\n", "utf-8")
+    dirty = run_probe(sys.executable, cwd=str(git_repo))["git"]
+    diff = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=git_repo, capture_output=True, check=True).stdout
+    assert dirty["dirty"] is True
+    assert dirty["diff_sha256"] == hashlib.sha256(diff).hexdigest()
+
+
+def test_probe_script_is_stdlib_only() -> None:
+    """It must import nothing outside the standard library at module level (pynvml only when asked)."""
+    done = subprocess.run([SYSTEM_PYTHON, "-I", "-S", "-c",
+                           "import runpy, sys; sys.argv=['p', '--skip-git']; "
+                           f"runpy.run_path({str(PROBE_SCRIPT)!r}, run_name='__main__')"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["distributions"] == []  # -S: no site-packages on the path at all
+
+
+def test_probe_error_for_a_missing_interpreter(tmp_path: Path) -> None:
+    with pytest.raises(ProbeError, match="does not exist"):
+        run_probe(str(tmp_path / "nope" / "python"))
