@@ -1,0 +1,70 @@
+"""Typed JSON conversion: every wrong shape is one ShapeError naming the path of the bad field."""
+
+from __future__ import annotations
+
+import pytest
+
+from envcap._serde import ShapeError, from_json, to_json
+from envcap.model import Blas, CudaStack, Distribution, GpuDevice, Snapshot
+
+
+def shape_error(cls: type, data: object) -> ShapeError:
+    with pytest.raises(ShapeError) as info:
+        from_json(cls, data)
+    return info.value
+
+
+def test_wrong_scalar_names_its_path() -> None:
+    error = shape_error(Snapshot, {"python": {"version": 3}})
+    assert error.path == "python.version"
+    assert "expected a string" in str(error)
+
+
+def test_list_items_are_indexed_in_the_path() -> None:
+    data = {"distributions": [{"name": "a", "version": "1"}, {"name": "b", "version": ["2"]}]}
+    assert shape_error(Snapshot, data).path == "distributions[1].version"
+
+
+def test_missing_required_field() -> None:
+    assert shape_error(Distribution, {"name": "x"}).path == "version"
+
+
+def test_bool_and_int_are_not_interchangeable() -> None:
+    assert shape_error(GpuDevice, {"index": True, "name": "x"}).path == "index"
+    assert shape_error(Distribution, {"name": "x", "version": "1", "requested": 1}).path == "requested"
+
+
+def test_float_accepts_int_but_not_bool() -> None:
+    from envcap.model import Cpu
+
+    assert from_json(Cpu, {"cgroup_cpu_limit": 2}).cgroup_cpu_limit == 2.0
+    assert shape_error(Cpu, {"cgroup_cpu_limit": False}).path == "cgroup_cpu_limit"
+
+
+def test_dict_values_are_typed_and_keys_in_the_path() -> None:
+    error = shape_error(CudaStack, {"components": {"cudnn": {"version": 9}}})
+    assert error.path == "components.cudnn.version"
+
+
+def test_tuple_needs_a_list_and_object_needs_a_dict() -> None:
+    assert shape_error(Blas, {"libraries": {"a": 1}}).path == "libraries"
+    assert shape_error(Snapshot, {"python": ["3.11"]}).path == "python"
+    assert shape_error(Snapshot, "not an object").path == ""
+
+
+def test_none_is_accepted_only_where_the_type_allows_it() -> None:
+    assert from_json(Snapshot, {"gpu": None}).gpu is None
+    assert shape_error(Distribution, {"name": None, "version": "1"}).path == "name"
+
+
+def test_to_json_and_back_is_identity() -> None:
+    dist = Distribution(name="torch", version="2.13.0+cpu", problems=("a",), shadowed=("/x",))
+    data = to_json(dist)
+    assert data["problems"] == ["a"] and data["origin"] is None
+    assert from_json(Distribution, data) == dist
+
+
+def test_shape_error_shows_short_values_only() -> None:
+    error = shape_error(GpuDevice, {"index": "y" * 1000 + "\n", "name": "x"})
+    assert error.path == "index"
+    assert len(str(error)) < 120 and "\n" not in str(error)
