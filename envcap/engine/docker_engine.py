@@ -203,7 +203,7 @@ class DockerEngine:
                                 image_id = found.group(1)
                             if line.strip():
                                 tail.append(line)
-                            emit(BuildEvent("log", line))
+                                emit(BuildEvent("log", line))
                     elif "aux" in item and isinstance(item["aux"], dict) and item["aux"].get("ID"):
                         image_id = str(item["aux"]["ID"])
                     elif "error" in item:

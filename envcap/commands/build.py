@@ -1,0 +1,142 @@
+"""``envcap build``: the image of a saved lock, content-addressed and hermetic by default."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from envcap.commands._output import console, emit_json, interactive
+from envcap.snapshot import DEFAULT_OUT
+
+
+@click.command("build")
+@click.argument("lock_dir", metavar="[DIR]", required=False, type=click.Path(path_type=Path), default=DEFAULT_OUT)
+@click.option("--base-image", metavar="IMG", help="Start from this image (it needs python3 and python3-venv).")
+@click.option("--tag", "tags", metavar="NAME[:TAG]", multiple=True, help="Also tag the image with this name.")
+@click.option("--online", is_flag=True, help="Let pip fetch from the index inside the build (no wheelhouse).")
+@click.option("--target-python", metavar="X.Y.Z", help="Choose wheels for this Python instead of the base image's.")
+@click.option("--target-glibc", metavar="X.Y", help="Choose wheels for this glibc instead of the base image's.")
+@click.option("--verbose", "-v", is_flag=True, help="Stream the build log.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def command(lock_dir: Path, base_image: str | None, tags: tuple[str, ...], online: bool, target_python: str | None,
+            target_glibc: str | None, verbose: bool, as_json: bool) -> None:
+    """Build the image of a snapshot (DIR, default .envcap/), or find it already built."""
+    from envcap.build import BuildOptions, build
+    from envcap.engine import BuildStepFailed, connect
+
+    options = BuildOptions(base_image=base_image, online=online, tags=tags, target_python=target_python,
+                           target_glibc=target_glibc, source_date_epoch=os.environ.get("SOURCE_DATE_EPOCH"))
+    engine = connect()
+    with _Progress(verbose=verbose) as progress:
+        try:
+            result = build(lock_dir, engine, options, progress=progress)
+        except BuildStepFailed as exc:
+            progress.show_failure(exc.step, exc.log_tail)
+            raise
+    if as_json:
+        emit_json("build", result.to_json())
+        return
+    err = console(stderr=True)
+    for note in (*result.notes, *(f"left out of the image: {item}" for item in result.left_out)):
+        err.print(f"[yellow]note:[/] {note}")
+    if result.cached:
+        click.echo(f"Up to date: {result.tag} ({result.image_id[:19]}), nothing was sent to the engine.")
+    else:
+        fetched = f", {result.downloaded_bytes / 1e6:.1f} MB downloaded" if result.downloaded_bytes else ""
+        click.echo(f"Built {result.tag} ({result.image_id[:19]}) in {result.seconds:.1f} s: {result.wheels} wheels "
+                   f"for {result.target}{fetched}.")
+    for extra in result.tags[1:]:
+        click.echo(f"Tagged {extra}")
+
+
+class _Progress:
+    """Downloads and build steps as rich progress bars on stderr; the log itself only with --verbose."""
+
+    def __init__(self, verbose: bool) -> None:
+        self.verbose = verbose
+        self.out = console(stderr=True)
+        self.live = interactive()
+        self.bar: Any = None
+        self.download_task: Any = None
+        self.step_task: Any = None
+        self.step_text: str | None = None
+
+    def __enter__(self) -> _Progress:
+        if self.live:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                ProgressColumn,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+            from rich.text import Text
+
+            class Amount(ProgressColumn):
+                """Bytes for the download bar, steps (n/m) for the build bar."""
+
+                def render(self, task: Any) -> Any:
+                    if task.fields.get("bytes"):
+                        return DownloadColumn().render(task)
+                    return Text(f"{int(task.completed)}/{int(task.total or 0)}")
+
+            self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), Amount(),
+                                TimeElapsedColumn(), console=self.out, transient=True)
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def _print(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(text, markup=False, highlight=False)
+        else:
+            click.echo(text, err=True)
+
+    def stage(self, text: str) -> None:
+        if self.verbose:
+            self._print(f"envcap: {text}")
+
+    def downloads(self, files: int, total_bytes: int) -> None:
+        if self.bar is not None:
+            self.download_task = self.bar.add_task(f"wheels ({files} files)", total=total_bytes or None, bytes=True)
+
+    def advance(self, nbytes: int) -> None:
+        if self.bar is not None and self.download_task is not None:
+            self.bar.advance(self.download_task, nbytes)
+
+    def build_event(self, event: Any) -> None:
+        if event.kind == "step":
+            self.step_text = f"Step {event.step}/{event.total}: {event.text}"
+            if self.bar is not None:
+                if self.download_task is not None:
+                    self.bar.update(self.download_task, visible=False)
+                if self.step_task is None:
+                    self.step_task = self.bar.add_task("build", total=event.total)
+                self.bar.update(self.step_task, completed=(event.step or 1) - 1, total=event.total,
+                                description=_short(self.step_text))
+            if self.verbose:
+                self._print(self.step_text)
+        elif event.kind == "log" and self.verbose:
+            self._print(event.text)
+
+    def show_failure(self, step: str | None, tail: tuple[str, ...]) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+        click.echo(f"failed step: {step or self.step_text or 'unknown'}", err=True)
+        if tail and not self.verbose:
+            click.echo("last lines of its log:", err=True)
+            for line in tail:
+                click.echo(f"  | {line}", err=True)
+
+
+def _short(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
