@@ -21,7 +21,8 @@ from envcap.snapshot import DEFAULT_OUT
 @click.option("--target-glibc", metavar="X.Y", help="Choose wheels for this glibc instead of the base image's.")
 @click.option("--verbose", "-v", is_flag=True, help="Stream the build log.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def command(lock_dir: Path, base_image: str | None, tags: tuple[str, ...], online: bool, target_python: str | None,
+@click.pass_context
+def command(ctx: click.Context, lock_dir: Path, base_image: str | None, tags: tuple[str, ...], online: bool, target_python: str | None,
             target_glibc: str | None, verbose: bool, as_json: bool) -> None:
     """Build the image of a snapshot (DIR, default .envcap/), or find it already built."""
     from envcap.build import BuildOptions, build
@@ -29,7 +30,9 @@ def command(lock_dir: Path, base_image: str | None, tags: tuple[str, ...], onlin
 
     options = BuildOptions(base_image=base_image, online=online, tags=tags, target_python=target_python,
                            target_glibc=target_glibc, source_date_epoch=os.environ.get("SOURCE_DATE_EPOCH"))
-    engine = connect()
+    # An engine given by the caller (``obj={"engine": ...}``, as tests pass a fake) or the one found.
+    engine = (ctx.obj or {}).get("engine") if isinstance(ctx.obj, dict) else None
+    engine = engine or connect()
     with _Progress(verbose=verbose) as progress:
         try:
             result = build(lock_dir, engine, options, progress=progress)

@@ -1,0 +1,422 @@
+"""``envcap build`` against the fake engine: what the context holds, how the image is named, when it is reused.
+
+The locks are made by the real ``write_snapshot`` from hand-made snapshots whose artifacts are local
+files (``file://`` URLs), so every download, hash check and context is real; only the engine is fake.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from envcap._subprocess import Completed
+from envcap.build import BUILD_DIGEST_LABEL, CREATED_LABEL, BuildOptions, build, content_tag, prepare
+from envcap.cli import main
+from envcap.engine import BuildEvent, BuildStepFailed, RunResult
+from envcap.errors import ArtifactError, BuildError, LockfileError
+from envcap.model import Artifact, Distribution, GitState, Origin, OsInfo, PythonEnv, Snapshot
+from envcap.snapshot import write_snapshot
+from envcap.wheelhouse import Wheelhouse
+from tests.fakes import FakeEngine
+
+BASE = "envcap-test-base:bookworm"
+BASE_ID = "sha256:" + "b" * 64
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+IMAGE_FACTS = {"version": "3.11.2", "implementation": "cpython", "soabi": "cpython-311-x86_64-linux-gnu",
+               "machine": "x86_64", "libc": "glibc", "libc_version": "2.36"}
+
+
+@dataclass
+class LocalIndex:
+    """A folder standing in for an index: the lock's URLs point into it."""
+
+    root: Path
+
+    def add(self, filename: str, content: bytes | None = None) -> Artifact:
+        self.root.mkdir(parents=True, exist_ok=True)
+        data = content if content is not None else f"the bytes of {filename}".encode()
+        path = self.root / filename
+        path.write_bytes(data)
+        return Artifact(filename=filename, sha256=hashlib.sha256(data).hexdigest(), url=path.as_uri(),
+                        size=len(data))
+
+
+def dist(name: str, version: str, *artifacts: Artifact, origin: Origin | None = None) -> Distribution:
+    return Distribution(name=name, version=version, installer="pip", site="site-packages",
+                        origin=origin or Origin(kind="index"), artifacts=tuple(artifacts))
+
+
+def make_snapshot(*dists: Distribution, python: str = "3.11.7") -> Snapshot:
+    return Snapshot(
+        envcap_version="0.1.0", captured_at="2026-01-01T00:00:00Z",
+        python=PythonEnv(version=python, implementation="cpython", abi_tag="cp" + "".join(python.split(".")[:2]),
+                         interpreter_tag="cp" + "".join(python.split(".")[:2]), machine="x86_64",
+                         platform="linux-x86_64"),
+        os=OsInfo(system="Linux", id="debian", codename="bookworm", libc="glibc", libc_version="2.36"),
+        git=GitState(commit=COMMIT, branch="main"),
+        env={"OMP_NUM_THREADS": "1"},
+        distributions=tuple(sorted(dists, key=lambda d: d.name)),
+    ).with_digest()
+
+
+def write_lock(folder: Path, snapshot: Snapshot) -> Path:
+    write_snapshot(snapshot, folder)
+    return folder
+
+
+def fake_engine(facts: Mapping[str, str] = IMAGE_FACTS) -> FakeEngine:
+    engine = FakeEngine()
+    engine.add_image(BASE, BASE_ID)
+    engine.on_run = lambda spec: RunResult(exit_code=0, stdout=(json.dumps(facts) + "\n").encode())
+    return engine
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """These tests check what is cached: each gets its own cache directory."""
+    monkeypatch.setenv("ENVCAP_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> LocalIndex:
+    return LocalIndex(tmp_path / "index")
+
+
+@pytest.fixture
+def numpy_like(index: LocalIndex) -> Distribution:
+    """A compiled distribution with wheels for several platforms, as PyPI lists them."""
+    return dist("numpy", "2.2.6",
+                index.add("numpy-2.2.6-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"),
+                index.add("numpy-2.2.6-cp311-cp311-manylinux_2_39_x86_64.whl"),  # newer glibc than the image's
+                index.add("numpy-2.2.6-cp311-cp311-musllinux_1_2_x86_64.whl"),
+                index.add("numpy-2.2.6-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"),
+                index.add("numpy-2.2.6-cp311-cp311-win_amd64.whl"),
+                index.add("numpy-2.2.6.tar.gz"))
+
+
+@pytest.fixture
+def packaging_like(index: LocalIndex) -> Distribution:
+    return dist("packaging", "24.2", index.add("packaging-24.2-py3-none-any.whl"), index.add("packaging-24.2.tar.gz"))
+
+
+def options(**kwargs: object) -> BuildOptions:
+    return BuildOptions(base_image=BASE, **kwargs)  # type: ignore[arg-type]
+
+
+def test_context_holds_the_best_wheel_for_the_image_and_nothing_else(tmp_path: Path, numpy_like: Distribution,
+                                                                     packaging_like: Distribution) -> None:
+    lock = write_lock(tmp_path / "lock", make_snapshot(numpy_like, packaging_like))
+    engine = fake_engine()
+
+    result = build(lock, engine, options())
+
+    assert not result.cached
+    [sent] = engine.builds
+    assert sorted(sent.files) == [".dockerignore", "Dockerfile", "requirements.lock",
+                                  "wheels/numpy-2.2.6-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+                                  "wheels/packaging-24.2-py3-none-any.whl"]
+    index_bytes = (tmp_path / "index" / "packaging-24.2-py3-none-any.whl").read_bytes()
+    assert sent.files["wheels/packaging-24.2-py3-none-any.whl"] == index_bytes
+    assert sent.dockerfile.startswith("# Generated by envcap")
+    assert f"FROM {BASE} AS runtime" in sent.dockerfile
+    assert "--no-index" in sent.dockerfile and "--require-hashes" in sent.dockerfile
+    requirements = sent.files["requirements.lock"].decode()
+    for artifact in numpy_like.artifacts + packaging_like.artifacts:
+        assert f"--hash=sha256:{artifact.sha256}" in requirements
+    assert result.target == "Python 3.11.2 (cp311), glibc 2.36, x86_64"
+    assert "the image's Python is 3.11.2; the lock was captured with 3.11.7" in result.notes
+
+
+def test_the_tag_is_the_digest_and_labels_carry_lock_commit_and_date(tmp_path: Path, packaging_like: Distribution) -> None:
+    snapshot = make_snapshot(packaging_like)
+    lock = write_lock(tmp_path / "lock", snapshot)
+    engine = fake_engine()
+
+    result = build(lock, engine, options(source_date_epoch="1700000000", tags=("team/env:v1",)))
+
+    [sent] = engine.builds
+    assert result.tag == content_tag(result.digest) == f"envcap:{result.digest[7:31]}"
+    assert sent.tag == result.tag
+    assert sent.labels[BUILD_DIGEST_LABEL] == result.digest
+    assert sent.labels[CREATED_LABEL] == "2023-11-14T22:13:20Z"
+    assert f'"io.envcap.lock-digest"="{snapshot.digest}"' in sent.dockerfile
+    assert f'"io.envcap.source-commit"="{COMMIT}"' in sent.dockerfile
+    assert '"io.envcap.version"="0.1.0"' in sent.dockerfile
+    assert engine.images["team/env:v1"].id == result.image_id
+    assert result.tags == (result.tag, "team/env:v1")
+
+
+def test_unchanged_inputs_find_the_image_without_reading_any_file(tmp_path: Path, index: LocalIndex,
+                                                                  packaging_like: Distribution) -> None:
+    lock = write_lock(tmp_path / "lock", make_snapshot(packaging_like))
+    engine = fake_engine()
+    first = build(lock, engine, options())
+    for path in index.root.iterdir():  # the cached path must not need the files: delete them
+        path.unlink()
+    second = build(lock, engine, options())
+
+    assert second.cached and second.image_id == first.image_id and second.digest == first.digest
+    assert len(engine.builds) == 1
+    assert len(engine.runs) == 1, "the base image's platform is asked once, then cached by image id"
+
+
+def test_what_decides_the_image_changes_the_digest(tmp_path: Path, index: LocalIndex,
+                                                   packaging_like: Distribution) -> None:
+    engine = fake_engine()
+    first = prepare(write_lock(tmp_path / "a", make_snapshot(packaging_like)), engine, options())
+    newer = dist("packaging", "25.0", index.add("packaging-25.0-py3-none-any.whl"))
+    changed_version = prepare(write_lock(tmp_path / "b", make_snapshot(newer)), engine, options())
+    dated = prepare(write_lock(tmp_path / "a", make_snapshot(packaging_like)), engine,
+                    options(source_date_epoch="1700000000"))
+    engine.add_image(BASE, "sha256:" + "c" * 64)  # the base image was rebuilt under the same name
+    rebased = prepare(write_lock(tmp_path / "a", make_snapshot(packaging_like)), engine, options())
+    online = prepare(write_lock(tmp_path / "a", make_snapshot(packaging_like)), engine, options(online=True))
+
+    digests = [first.digest, changed_version.digest, dated.digest, rebased.digest, online.digest]
+    assert len(set(digests)) == len(digests)
+
+
+def test_a_hash_mismatch_names_the_file_and_nothing_is_built(tmp_path: Path, index: LocalIndex) -> None:
+    good = index.add("tampered-1.0-py3-none-any.whl", b"original")
+    lock = write_lock(tmp_path / "lock", make_snapshot(dist("tampered", "1.0", good)))
+    (index.root / good.filename).write_bytes(b"changed on the index")
+    engine = fake_engine()
+
+    with pytest.raises(ArtifactError, match="tampered-1.0-py3-none-any.whl does not match the lock") as caught:
+        build(lock, engine, options())
+
+    assert hashlib.sha256(b"changed on the index").hexdigest() in caught.value.message
+    assert engine.builds == []
+    cache = Path(os.environ["ENVCAP_CACHE_DIR"])
+    assert not list(cache.glob(f"wheels/sha256/*/{good.sha256}/*"))
+    assert not list((cache / "contexts").iterdir())
+
+
+def test_no_wheel_for_the_image_and_no_sdist_stops_before_any_download(tmp_path: Path, index: LocalIndex) -> None:
+    only_new = dist("fastlib", "1.0", index.add("fastlib-1.0-cp311-cp311-manylinux_2_39_x86_64.whl"))
+    lock = write_lock(tmp_path / "lock", make_snapshot(only_new))
+    wheelhouse = Wheelhouse(tmp_path / "wheels")
+
+    with pytest.raises(ArtifactError, match=r"fastlib 1.0 has no wheel for the image's platform .*glibc 2.36"):
+        build(lock, fake_engine(), options(), wheelhouse=wheelhouse)
+    assert not (tmp_path / "wheels").exists()
+
+    result = build(lock, fake_engine(), options(target_glibc="2.39"), wheelhouse=wheelhouse)
+    assert "glibc 2.39" in result.target and result.wheels == 1
+
+
+def test_a_base_image_with_another_python_is_refused(tmp_path: Path, packaging_like: Distribution) -> None:
+    lock = write_lock(tmp_path / "lock", make_snapshot(packaging_like))
+    engine = fake_engine(dict(IMAGE_FACTS, version="3.12.1", soabi="cpython-312-x86_64-linux-gnu"))
+
+    with pytest.raises(BuildError, match=r"has Python 3.12.1, but the lock was captured with Python 3.11.7"):
+        build(lock, engine, options())
+    assert engine.builds == []
+
+
+def test_a_missing_base_image_is_pulled_and_a_missing_python3_is_explained(tmp_path: Path,
+                                                                         packaging_like: Distribution) -> None:
+    lock = write_lock(tmp_path / "lock", make_snapshot(packaging_like))
+    engine = fake_engine()
+    engine.remove_image(BASE)
+    engine.pullable[BASE] = engine.add_image("elsewhere", BASE_ID)
+    build(lock, engine, options())
+    assert engine.pulls == [BASE]
+
+    bare = fake_engine()
+    bare.add_image(BASE, "sha256:" + "d" * 64)  # another image: its platform is not cached yet
+    bare.on_run = lambda spec: RunResult(exit_code=127, stderr=b"python3: not found")
+    with pytest.raises(BuildError, match=r"python3 in the base image .* did not describe itself \(exit 127\)"):
+        build(lock, bare, options())
+    assert bare.builds == []
+
+
+class WheelBuildingRunner:
+    """The subprocess edge for ``pip wheel``: writes the wheel pip would, records the call."""
+
+    def __init__(self, wheel_name: str) -> None:
+        self.wheel_name = wheel_name
+        self.calls: list[tuple[str, ...]] = []
+
+    def __call__(self, argv: Sequence[str], *, timeout: float = 0, cwd: str | None = None,
+                 env: Mapping[str, str] | None = None, stdin: str | None = None) -> Completed:
+        self.calls.append(tuple(argv))
+        out = Path(argv[list(argv).index("--wheel-dir") + 1])
+        with zipfile.ZipFile(out / self.wheel_name, "w") as archive:
+            archive.writestr("built.txt", "from " + argv[-1])
+        return Completed(tuple(argv), 0, "", "")
+
+
+def test_an_sdist_only_distribution_is_built_on_the_host_and_pinned_by_its_new_hash(tmp_path: Path,
+                                                                                     index: LocalIndex) -> None:
+    sdist = index.add("puresdist-0.3.tar.gz")
+    lock = write_lock(tmp_path / "lock", make_snapshot(dist("puresdist", "0.3", sdist)))
+    runner = WheelBuildingRunner("puresdist-0.3-py3-none-any.whl")
+    engine = fake_engine()
+
+    result = build(lock, engine, options(), wheelhouse=Wheelhouse(tmp_path / "wheels", runner=runner))
+
+    [sent] = engine.builds
+    wheel = sent.files["wheels/puresdist-0.3-py3-none-any.whl"]
+    requirements = sent.files["requirements.lock"].decode()
+    assert f"--hash=sha256:{sdist.sha256}" in requirements
+    assert f"--hash=sha256:{hashlib.sha256(wheel).hexdigest()}" in requirements
+    assert result.built_from_sdist == ("puresdist==0.3",)
+    [call] = runner.calls
+    assert call[1:4] == ("-m", "pip", "wheel") and "--no-deps" in call and call[-1].endswith("puresdist-0.3.tar.gz")
+
+
+def test_a_host_built_wheel_the_image_cannot_use_is_refused(tmp_path: Path, index: LocalIndex) -> None:
+    lock = write_lock(tmp_path / "lock", make_snapshot(dist("cext", "1.0", index.add("cext-1.0.tar.gz"))))
+    runner = WheelBuildingRunner("cext-1.0-cp312-cp312-linux_x86_64.whl")  # the host runs another Python
+
+    with pytest.raises(ArtifactError, match="cext built on this machine gives cext-1.0-cp312"):
+        build(lock, fake_engine(), options(), wheelhouse=Wheelhouse(tmp_path / "wheels", runner=runner))
+
+
+def test_a_local_project_is_built_into_a_vendored_wheel_and_its_edits_change_the_digest(
+        tmp_path: Path, packaging_like: Distribution) -> None:
+    project = tmp_path / "myproj"
+    (project / "myproj").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[project]\nname = 'myproj'\nversion = '0.1'\n")
+    (project / "myproj" / "__init__.py").write_text("VALUE = 1\n")
+    local = dist("myproj", "0.1", origin=Origin(kind="editable", url=project.as_uri()))
+    lock = write_lock(tmp_path / "lock", make_snapshot(packaging_like, local))
+    runner = WheelBuildingRunner("myproj-0.1-py3-none-any.whl")
+    engine = fake_engine()
+    wheelhouse = Wheelhouse(tmp_path / "wheels", runner=runner)
+
+    first = build(lock, engine, options(), wheelhouse=wheelhouse)
+    (project / "myproj" / "__pycache__").mkdir()
+    (project / "myproj" / "__pycache__" / "x.pyc").write_bytes(b"noise")
+    untouched = prepare(lock, engine, options())
+    (project / "myproj" / "__init__.py").write_text("VALUE = 2\n")
+    edited = prepare(lock, engine, options())
+
+    [sent] = engine.builds
+    assert "wheels/vendored/myproj-0.1-py3-none-any.whl" in sent.files
+    assert "/envcap/wheels/vendored/*.whl" in sent.dockerfile
+    assert "myproj" not in sent.files["requirements.lock"].decode()
+    assert first.vendored == ("myproj==0.1 (editable)",)
+    assert runner.calls[0][-1] == str(project)
+    assert untouched.digest == first.digest
+    assert edited.digest != first.digest
+
+
+def test_a_vanished_local_project_stops_the_build(tmp_path: Path) -> None:
+    gone = dist("gone", "1.0", origin=Origin(kind="directory", url=(tmp_path / "nowhere").as_uri()))
+    lock = write_lock(tmp_path / "lock", make_snapshot(gone))
+
+    with pytest.raises(ArtifactError, match="which no longer exists"):
+        build(lock, fake_engine(), options())
+
+
+def test_online_sends_no_wheels_and_lets_pip_use_the_index(tmp_path: Path, numpy_like: Distribution) -> None:
+    lock = write_lock(tmp_path / "lock", make_snapshot(numpy_like))
+    engine = fake_engine()
+
+    result = build(lock, engine, options(online=True))
+
+    [sent] = engine.builds
+    assert sorted(sent.files) == [".dockerignore", "Dockerfile", "requirements.lock"]
+    assert sent.files["requirements.lock"] == (lock / "requirements.lock").read_bytes()
+    assert "--no-index" not in sent.dockerfile and "COPY wheels/" not in sent.dockerfile
+    assert sent.labels["io.envcap.hermetic"] == "false" and not result.hermetic
+
+
+def test_requirements_that_the_lock_does_not_describe_are_refused(tmp_path: Path,
+                                                                   packaging_like: Distribution) -> None:
+    lock = write_lock(tmp_path / "lock", make_snapshot(packaging_like))
+    text = (lock / "requirements.lock").read_text()
+    (lock / "requirements.lock").write_text(text.replace(packaging_like.artifacts[0].sha256, "0" * 64)
+                                            .replace(packaging_like.artifacts[1].sha256, "1" * 64))
+
+    with pytest.raises(LockfileError, match="pins packaging==24.2 with hashes that envcap.lock.json lists no file"):
+        build(lock, fake_engine(), options())
+    (lock / "requirements.lock").unlink()
+    with pytest.raises(LockfileError, match="requirements.lock is missing"):
+        build(lock, fake_engine(), options())
+
+
+def test_an_interrupted_build_leaves_no_tag_and_no_context(tmp_path: Path, packaging_like: Distribution) -> None:
+    lock = write_lock(tmp_path / "lock", make_snapshot(packaging_like))
+    engine = fake_engine()
+    engine.build_error = KeyboardInterrupt()
+    inputs = prepare(lock, engine, options())
+
+    with pytest.raises(KeyboardInterrupt):
+        build(lock, engine, options())
+
+    assert inputs.tag not in engine.images
+    assert not list((Path(os.environ["ENVCAP_CACHE_DIR"]) / "contexts").iterdir())
+
+
+# -- the command ----------------------------------------------------------------------------------
+def test_cli_json_result_shape(cli, tmp_path: Path, packaging_like: Distribution) -> None:  # type: ignore[no-untyped-def]
+    lock = write_lock(tmp_path / "lock", make_snapshot(packaging_like))
+    engine = fake_engine()
+
+    first = cli.invoke(main, ["build", str(lock), "--base-image", BASE, "--json"], obj={"engine": engine})
+    second = cli.invoke(main, ["build", str(lock), "--base-image", BASE, "--json"], obj={"engine": engine})
+
+    assert first.exit_code == 0, first.output
+    one, two = json.loads(first.stdout), json.loads(second.stdout)
+    assert {"format", "kind", "image", "tag", "cached", "digest", "base_image", "target", "hermetic"} <= set(one)
+    assert one["kind"] == "build" and one["cached"] is False and two["cached"] is True
+    assert one["image"] == two["image"] == engine.builds[0].image_id
+    assert one["tag"] == two["tag"] == engine.builds[0].tag
+
+
+def test_cli_failing_step_prints_the_step_and_its_log_tail(cli, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                           packaging_like: Distribution) -> None:
+    lock = write_lock(tmp_path / "lock", make_snapshot(packaging_like))
+    engine = fake_engine()
+    engine.build_events = [BuildEvent("step", "RUN pip install", step=6, total=12),
+                           BuildEvent("log", "ERROR: no matching distribution")]
+    engine.build_error = BuildStepFailed("the image build failed at step 6/12 (RUN pip install): exit 1",
+                                         hint="see above", step="RUN pip install",
+                                         log_tail=("Processing x", "ERROR: no matching distribution"))
+
+    done = cli.invoke(main, ["build", str(lock), "--base-image", BASE], obj={"engine": engine})
+
+    assert done.exit_code == BuildStepFailed.exit_code == 8
+    assert "failed step: RUN pip install" in done.stderr
+    assert "  | ERROR: no matching distribution" in done.stderr
+    assert "error: the image build failed at step 6/12" in done.stderr
+
+
+def test_cli_reports_an_unreachable_engine(cli, tmp_path: Path, packaging_like: Distribution,  # type: ignore[no-untyped-def]
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    lock = write_lock(tmp_path / "lock", make_snapshot(packaging_like))
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+
+    done = cli.invoke(main, ["build", str(lock)])
+
+    assert done.exit_code == 7
+    assert f"unix://{tmp_path}/no-engine.sock" in done.stderr
+    assert "hint:" in done.stderr and "DOCKER_HOST" in done.stderr
+
+
+def test_source_date_epoch_must_be_a_number(tmp_path: Path, packaging_like: Distribution) -> None:
+    from envcap.errors import UsageError
+
+    lock = write_lock(tmp_path / "lock", make_snapshot(packaging_like))
+    with pytest.raises(UsageError, match="SOURCE_DATE_EPOCH"):
+        prepare(lock, fake_engine(), options(source_date_epoch="yesterday"))
+
+
+def test_left_out_distributions_are_reported(tmp_path: Path, packaging_like: Distribution) -> None:
+    nowhere = replace(dist("private", "1.0"), artifacts=())
+    lock = write_lock(tmp_path / "lock", make_snapshot(packaging_like, nowhere))
+
+    result = build(lock, fake_engine(), options())
+
+    assert [item.split(":")[0] for item in result.left_out] == ["private==1.0"]
