@@ -1,0 +1,133 @@
+"""``envcap replay [DIR] -- CMD``: rerun a workload in the snapshot's image and report what differs.
+
+The workload's output streams through unchanged (stdout to stdout, stderr to stderr); envcap's report
+follows on stderr, so ``envcap replay -- python eval.py > result.txt`` still captures only the
+workload's own output. envcap exits with the workload's exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from envcap.commands._output import console
+from envcap.snapshot import DEFAULT_OUT
+
+
+class _ReplayCommand(click.Command):
+    """Splits the command line at ``--``: before it envcap's options and DIR, after it the workload's argv.
+
+    Why not a plain ``nargs=-1`` argument: ``envcap replay out -- python x.py`` would be ambiguous
+    (is ``out`` the folder or the program?), and the workload's own options must never be read as
+    envcap's.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            at = args.index("--")
+            ctx.meta["envcap.replay.command"] = tuple(args[at + 1:])
+            args = args[:at]
+        else:
+            ctx.meta["envcap.replay.command"] = ()
+        return super().parse_args(ctx, args)
+
+
+@click.command("replay", cls=_ReplayCommand)
+@click.argument("lock_dir", metavar="[DIR]", required=False, type=click.Path(path_type=Path), default=DEFAULT_OUT)
+@click.option("--image", metavar="IMG", help="Run in this image (built elsewhere) instead of the snapshot's own.")
+@click.option("--base-image", metavar="IMG", help="When the image must be built first: start from this base image.")
+@click.option("--gpus", type=click.Choice(["auto", "all", "none"]), default="auto", show_default=True,
+              help="Pass GPUs through; auto: when the snapshot had GPUs.")
+@click.option("--outputs", "outputs", metavar="PATTERN", multiple=True,
+              help="Fingerprint files matching this glob after the run and compare them (repeatable).")
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run N times in the same image: are the outputs identical across runs?")
+@click.option("--report", "report_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the report as JSON.")
+@click.option("--markdown", "markdown_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the report as Markdown (for an issue or pull request).")
+@click.option("--user", metavar="UID:GID", help="Run as this user (default: yours, so files written belong to you).")
+@click.pass_context
+def command(ctx: click.Context, lock_dir: Path, image: str | None, base_image: str | None, gpus: str,
+            outputs: tuple[str, ...], repeat: int, report_file: Path | None, markdown_file: Path | None,
+            user: str | None) -> None:
+    """Rerun CMD (after --) in the image of the snapshot DIR (default .envcap/) and report what differs."""
+    from envcap.errors import EnvcapError, UsageError
+    from envcap.replay import ReplayRequest, replay, report_of
+
+    workload = ctx.meta.get("envcap.replay.command") or ()
+    if not workload:
+        raise UsageError("no command to replay was given.",
+                         hint="put it after --, for example: envcap replay -- python train.py")
+    interactive_stdin = sys.stdin.isatty()
+    request = ReplayRequest(lock_dir=lock_dir, command=tuple(workload), cwd=Path.cwd(), image=image,
+                            base_image=base_image, gpus=gpus, outputs=outputs, repeat=repeat, user=user,
+                            tty=interactive_stdin and sys.stdout.isatty(), interactive=interactive_stdin,
+                            host_env=dict(os.environ))
+    engine = _engine(ctx)
+
+    def on_output(chunk: bytes, stream: str) -> None:
+        text = sys.stderr if stream == "stderr" else sys.stdout
+        text.flush()
+        text.buffer.write(chunk)  # bytes as the workload wrote them, not re-decoded
+        text.buffer.flush()
+
+    try:
+        report = replay(request, engine=engine, on_output=on_output, build_progress=_BuildNotes())
+    except (EnvcapError, KeyboardInterrupt) as exc:
+        partial = report_of(exc)
+        if partial is not None:
+            _publish(partial, report_file, markdown_file, with_message=False)
+        raise
+    _publish(report, report_file, markdown_file, with_message=True)
+    if report.status != "ok":
+        ctx.exit(report.exit_code if report.exit_code is not None else 9)
+
+
+class _BuildNotes:
+    """Build progress as a few plain lines on stderr.
+
+    Why not the build command's live bars: they would still own the terminal when the workload
+    starts writing to it.
+    """
+
+    def stage(self, text: str) -> None:
+        click.echo(f"envcap: {text}", err=True)
+
+    def downloads(self, files: int, total_bytes: int) -> None:
+        click.echo(f"envcap: {files} files, {total_bytes / 1e6:.1f} MB", err=True)
+
+    def advance(self, nbytes: int) -> None:
+        pass
+
+    def build_event(self, event: Any) -> None:
+        if event.kind == "step":
+            click.echo(f"envcap: build step {event.step}/{event.total}", err=True)
+
+
+def _engine(ctx: click.Context) -> Any:
+    """An engine given by the caller (``obj={"engine": ...}``, as tests pass a fake) or the one found."""
+    given = ctx.obj.get("engine") if isinstance(ctx.obj, dict) else None
+    if given is not None:
+        return given
+    from envcap.engine import connect
+
+    return connect()
+
+
+def _publish(report: Any, report_file: Path | None, markdown_file: Path | None, *, with_message: bool) -> None:
+    from dataclasses import replace
+
+    from envcap.paths import atomic_write
+    from envcap.replay_report import render_json, render_markdown, render_text
+
+    text = render_text(report if with_message else replace(report, message=None))
+    console(stderr=True).print(text, markup=False, highlight=False, end="", soft_wrap=True)
+    if report_file is not None:
+        atomic_write(report_file, render_json(report))
+    if markdown_file is not None:
+        atomic_write(markdown_file, render_markdown(report))
