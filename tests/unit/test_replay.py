@@ -1,0 +1,523 @@
+"""``envcap replay`` against the fake engine: what is sent to the engine, what is reported, what is saved.
+
+The lock is a real snapshot of this test's own interpreter (the real probe, run once per module);
+the "container" answers the probe with the same facts, edited where a test wants a difference. The
+fake workload writes into the mounted working directory and the mounted hook folder, as a real
+container would, so output fingerprints, stale-file detection and the precision hook are exercised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envcap import hook
+from envcap.cli import main
+from envcap.engine import RunResult, RunSpec
+from envcap.errors import EngineUnavailable, LockfileError, PreflightError, ReplayError, UsageError
+from envcap.model import Gpu, GpuDevice, OutputFingerprint, Snapshot, dumps
+from envcap.outputs import keep_copies
+from envcap.probe import probe_source, run_probe, snapshot_from_facts
+from envcap.replay import (
+    IMAGE_MEMO,
+    REPLAY_LABEL,
+    ReplayRequest,
+    decide_gpus,
+    describe_exit,
+    field_diff,
+    replay,
+    report_of,
+    stack_verdict,
+    workload_env,
+)
+from envcap.replay_report import render_json, render_markdown, render_text
+from envcap.summary import load_snapshot
+from tests.fakes import FakeEngine
+
+IMAGE = "envcap:replaytest"
+IMAGE_ID = "sha256:" + "c" * 64
+
+
+@pytest.fixture(scope="module")
+def host_facts() -> dict[str, Any]:
+    facts = run_probe(sys.executable)
+    facts["env"] = {"OMP_NUM_THREADS": "2", "HF_TOKEN": "<redacted>", "CUDA_VISIBLE_DEVICES": "0"}
+    return facts
+
+
+def make_lock(folder: Path, facts: dict[str, Any], **changes: Any) -> Snapshot:
+    snapshot = replace(snapshot_from_facts(facts, envcap_version="0.1.0", captured_at="2026-01-01T00:00:00Z"),
+                       **changes).with_digest()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "envcap.lock.json").write_text(dumps(snapshot))
+    return snapshot
+
+
+@dataclass
+class Container:
+    """The fake engine's answer to each run: the probe, the arch query, or one run of the workload."""
+
+    probe_facts: dict[str, Any]
+    exit_codes: list[int] = field(default_factory=lambda: [0])
+    write: Callable[[Path, int], None] | None = None
+    precision: dict[str, Any] | None = None
+    arch_list: list[str] | None = None
+    fail_on_workload: BaseException | None = None
+    workload_runs: list[RunSpec] = field(default_factory=list)
+
+    def __call__(self, spec: RunSpec) -> RunResult:
+        if spec.command[:2] == ("python3", "-"):
+            assert spec.stdin_data == probe_source().encode()
+            return RunResult(0, stdout=json.dumps(self.probe_facts).encode())
+        if spec.command[:2] == ("python3", "-c"):
+            return RunResult(0, stdout=(json.dumps(self.arch_list) + "\n").encode())
+        self.workload_runs.append(spec)
+        if self.fail_on_workload is not None:
+            raise self.fail_on_workload
+        index = len(self.workload_runs)
+        if self.write is not None:
+            self.write(Path(spec.workdir or "/"), index)
+        hook_mount = next(m for m in spec.mounts if m.target == hook.MOUNT_TARGET)
+        if self.precision is not None:
+            Path(hook_mount.source, "precision-7.json").write_text(
+                json.dumps({"pid": 7, "ppid": 1, "argv": [], "flags": self.precision}))
+        code = self.exit_codes[min(index, len(self.exit_codes)) - 1]
+        return RunResult(code, oom_killed=code == 137)
+
+
+def engine_for(container: Container, *, labels: dict[str, str] | None = None) -> FakeEngine:
+    engine = FakeEngine()
+    engine.add_image(IMAGE, IMAGE_ID, labels=labels or {})
+    engine.on_run = container
+    return engine
+
+
+def request(tmp_path: Path, **changes: Any) -> ReplayRequest:
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    base = ReplayRequest(lock_dir=tmp_path / "lock", command=("python", "train.py"), cwd=work, image=IMAGE,
+                         host_env={"HF_TOKEN": "secret-from-the-shell"})
+    return replace(base, **changes)
+
+
+def image_facts(facts: dict[str, Any], python_version: str = "3.11.2") -> dict[str, Any]:
+    inside = json.loads(json.dumps(facts))
+    inside["python"]["version"] = python_version
+    return inside
+
+
+def no_gpu() -> Gpu:
+    return Gpu(status="no-driver", reason="NVML could not start: driver not loaded")
+
+
+# ------------------------------------------------------------------------------------------- runs
+
+def test_replay_runs_workload_as_the_user_in_the_mounted_tree(tmp_path: Path, host_facts: dict[str, Any]) -> None:
+    lock = make_lock(tmp_path / "lock", host_facts)
+    container = Container(image_facts(host_facts))
+    engine = engine_for(container, labels={"io.envcap.lock-digest": lock.digest or ""})
+    req = request(tmp_path, user="1000:1000")
+    report = replay(req, engine=engine, host_gpu=no_gpu)
+
+    assert report.status == "ok" and report.exit_code == 0 and report.message is None
+    probe_spec, workload = engine.runs
+    assert probe_spec.command[:3] == ("python3", "-", "--skip-git")
+    (spec,) = container.workload_runs
+    assert spec is workload
+    assert spec.image == IMAGE_ID and spec.command == ("python", "train.py")
+    assert spec.workdir == str(req.cwd) and spec.user == "1000:1000"
+    assert spec.init is True and spec.gpus is False
+    assert spec.labels == {REPLAY_LABEL: report.replay_id}
+    mounts = {m.target: m.source for m in spec.mounts}
+    assert mounts[str(req.cwd)] == str(req.cwd)
+    assert Path(mounts[hook.MOUNT_TARGET], "sitecustomize.py").is_file()
+    assert spec.env["OMP_NUM_THREADS"] == "2"
+    assert spec.env["HF_TOKEN"] == "secret-from-the-shell"  # from the shell, never from the lock
+    assert "CUDA_VISIBLE_DEVICES" not in spec.env
+    assert spec.env["HOME"] == "/tmp"
+    assert spec.env["PYTHONPATH"] == hook.MOUNT_TARGET and spec.env[hook.OUT_ENV] == hook.MOUNT_TARGET
+    assert hook.OUT_ENV not in probe_spec.env  # the probe is not the workload
+    assert not report.warnings
+
+
+def test_report_shows_python_patch_difference_and_saves_both_files(tmp_path: Path,
+                                                                   host_facts: dict[str, Any]) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    report = replay(request(tmp_path), engine=engine_for(Container(image_facts(host_facts, "3.11.2"))),
+                    host_gpu=no_gpu)
+    assert report.comparison is not None
+    facts = {d.fact: d for d in report.comparison.differences}
+    assert facts["python.version"].replay == "3.11.2"
+    assert facts["python.version"].original == host_facts["python"]["version"]
+    assert report.comparison.stack_identical is False
+    saved = Path(report.replay_dir)
+    assert saved.parent == (tmp_path / "lock" / "replays").absolute()
+    replayed = load_snapshot(saved)
+    assert replayed.python is not None and replayed.python.version == "3.11.2"
+    document = json.loads((saved / "report.json").read_text())
+    assert document["status"] == "ok" and document["replay_id"] == report.replay_id
+    assert set(report.files) == {"envcap.lock.json", "report.json"}
+    assert "python.version" in render_text(report)
+
+
+def test_identical_stack_gets_an_explicit_line(tmp_path: Path, host_facts: dict[str, Any]) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    report = replay(request(tmp_path), engine=engine_for(Container(host_facts)), host_gpu=no_gpu)
+    assert report.comparison is not None and report.comparison.stack_identical is True
+    assert "The software stack is identical" in render_text(report)
+    assert "**The software stack is identical**" in render_markdown(report)
+
+
+@pytest.mark.parametrize(("code", "status", "needle"), [
+    (3, "workload-failed", "exited with status 3"),
+    (127, "command-not-found", "was not found inside the image"),
+    (143, "workload-failed", "killed by SIGTERM (exit 143)"),
+    (137, "workload-failed", "SIGKILL by the kernel's out-of-memory killer"),
+])
+def test_exit_code_passes_through_with_a_sentence(tmp_path: Path, host_facts: dict[str, Any], code: int,
+                                                  status: str, needle: str) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    report = replay(request(tmp_path), engine=engine_for(Container(host_facts, exit_codes=[code])), host_gpu=no_gpu)
+    assert report.exit_code == code and report.status == status
+    assert report.message is not None and needle in report.message
+    assert (Path(report.replay_dir) / "report.json").is_file()
+    assert (Path(report.replay_dir) / "envcap.lock.json").is_file()
+
+
+def test_precision_flags_from_the_hook_land_in_the_replay_snapshot(tmp_path: Path,
+                                                                   host_facts: dict[str, Any]) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    flags = {"torch.backends.cudnn.benchmark": True, "torch.float32_matmul_precision": "high"}
+    report = replay(request(tmp_path), engine=engine_for(Container(host_facts, precision=flags)), host_gpu=no_gpu)
+    assert report.precision == flags
+    assert load_snapshot(Path(report.replay_dir)).precision == flags
+    assert "torch.float32_matmul_precision = high" in render_text(report)
+
+
+# ----------------------------------------------------------------------------------------- faults
+
+def test_missing_image_is_a_replay_error_with_the_partial_report_saved(tmp_path: Path,
+                                                                       host_facts: dict[str, Any]) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    with pytest.raises(ReplayError) as caught:
+        replay(request(tmp_path, image="nope:1"), engine=engine_for(Container(host_facts)), host_gpu=no_gpu)
+    assert "has no image nope:1" in caught.value.message and "docker pull" in (caught.value.hint or "")
+    partial = report_of(caught.value)
+    assert partial is not None and partial.status == "replay-failed"
+    assert json.loads((Path(partial.replay_dir) / "report.json").read_text())["status"] == "replay-failed"
+
+
+def test_no_snapshot_is_a_lockfile_error(tmp_path: Path) -> None:
+    with pytest.raises(LockfileError):
+        replay(request(tmp_path), engine=FakeEngine(), host_gpu=no_gpu)
+
+
+def test_engine_dying_mid_run_keeps_the_probe_snapshot_and_report(tmp_path: Path,
+                                                                  host_facts: dict[str, Any]) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    dead = EngineUnavailable("cannot reach the container engine at fake://engine: connection reset.")
+    engine = engine_for(Container(image_facts(host_facts), fail_on_workload=dead))
+    with pytest.raises(EngineUnavailable) as caught:
+        replay(request(tmp_path), engine=engine, host_gpu=no_gpu)
+    partial = report_of(caught.value)
+    assert partial is not None and partial.status == "engine-failed"
+    assert partial.runs[0].exit_code is None
+    assert partial.comparison is not None  # the probe ran before the workload: B is compared anyway
+    assert (Path(partial.replay_dir) / "envcap.lock.json").is_file()
+
+
+def test_ctrl_c_saves_the_partial_report_and_propagates(tmp_path: Path, host_facts: dict[str, Any]) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    engine = engine_for(Container(host_facts, fail_on_workload=KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt) as caught:
+        replay(request(tmp_path), engine=engine, host_gpu=no_gpu)
+    partial = report_of(caught.value)
+    assert partial is not None and partial.status == "interrupted"
+    assert (Path(partial.replay_dir) / "report.json").is_file()
+
+
+def test_usage_errors(tmp_path: Path, host_facts: dict[str, Any]) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    engine = engine_for(Container(host_facts))
+    with pytest.raises(UsageError):
+        replay(request(tmp_path, command=()), engine=engine, host_gpu=no_gpu)
+    with pytest.raises(UsageError):
+        replay(request(tmp_path, repeat=0), engine=engine, host_gpu=no_gpu)
+    with pytest.raises(UsageError):
+        replay(request(tmp_path, user="alice"), engine=engine, host_gpu=no_gpu)
+    with pytest.raises(UsageError):
+        decide_gpus("some", Snapshot())
+    assert engine.runs == []
+
+
+def test_image_from_another_lock_is_used_with_a_warning(tmp_path: Path, host_facts: dict[str, Any]) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    engine = engine_for(Container(host_facts), labels={"io.envcap.lock-digest": "sha256:" + "0" * 64})
+    report = replay(request(tmp_path), engine=engine, host_gpu=no_gpu)
+    assert any("built from another lock" in w for w in report.warnings)
+
+
+def test_the_image_an_earlier_replay_used_is_found_without_building(tmp_path: Path,
+                                                                     host_facts: dict[str, Any]) -> None:
+    lock = make_lock(tmp_path / "lock", host_facts)
+    memo = tmp_path / "lock" / "replays" / IMAGE_MEMO
+    memo.parent.mkdir(parents=True)
+    memo.write_text(json.dumps({"lock_digest": lock.digest, "image_id": IMAGE_ID, "tag": IMAGE, "base_image": None}))
+    engine = engine_for(Container(host_facts))
+    report = replay(request(tmp_path, image=None), engine=engine, host_gpu=no_gpu)
+    assert report.image == IMAGE and report.image_built is False
+    assert engine.builds == []
+
+
+# -------------------------------------------------------------------------------------------- GPUs
+
+def gpu_lock_changes() -> dict[str, Any]:
+    from envcap.model import CudaComponent, CudaStack, TorchBuild
+
+    return {"gpu": Gpu(status="ok", driver_version="550.54.15", cuda_driver_version="12.4",
+                       devices=(GpuDevice(0, "NVIDIA A100-SXM4-80GB", "8.0"),)),
+            "cuda": CudaStack(components={"cuda_runtime": CudaComponent("12.4.127", "pip")},
+                              torch=TorchBuild(version="2.5.1", cuda="12.4"))}
+
+
+def a100(driver: str = "550.54.15") -> Gpu:
+    return Gpu(status="ok", driver_version=driver, cuda_driver_version="12.4",
+               devices=(GpuDevice(0, "NVIDIA A100-SXM4-80GB", "8.0"),))
+
+
+def test_gpus_needed_without_gpu_runtime_fails_before_anything_runs(tmp_path: Path,
+                                                                     host_facts: dict[str, Any]) -> None:
+    make_lock(tmp_path / "lock", host_facts, **gpu_lock_changes())
+    engine = engine_for(Container(host_facts))
+    with pytest.raises(PreflightError) as caught:
+        replay(request(tmp_path), engine=engine, host_gpu=a100)
+    assert "no GPU runtime" in caught.value.message and caught.value.exit_code == 10
+    assert engine.runs == []
+    partial = report_of(caught.value)
+    assert partial is not None and partial.status == "preflight-failed"
+    assert (Path(partial.replay_dir) / "report.json").is_file()
+
+
+def test_old_driver_fails_preflight(tmp_path: Path, host_facts: dict[str, Any]) -> None:
+    make_lock(tmp_path / "lock", host_facts, **gpu_lock_changes())
+    engine = engine_for(Container(host_facts))
+    engine.gpu_runtime = True
+    with pytest.raises(PreflightError) as caught:
+        replay(request(tmp_path), engine=engine, host_gpu=lambda: a100("470.82.01"))
+    assert "470.82.01" in caught.value.message and "12.4.127" in caught.value.message
+    assert engine.runs == []
+
+
+def test_gpu_arch_is_asked_of_torch_in_the_image(tmp_path: Path, host_facts: dict[str, Any]) -> None:
+    facts = json.loads(json.dumps(host_facts))
+    facts["distributions"].append({"name": "torch", "version": "2.5.1"})
+    make_lock(tmp_path / "lock", facts, **gpu_lock_changes())
+    container = Container(facts, arch_list=["sm_50", "sm_60", "sm_70"])
+    engine = engine_for(container)
+    engine.gpu_runtime = True
+    with pytest.raises(PreflightError) as caught:
+        replay(request(tmp_path), engine=engine, host_gpu=a100)
+    assert "compute capability 8.0" in caught.value.message and "sm_50 sm_60 sm_70" in caught.value.message
+    assert container.workload_runs == []
+    arch_query = engine.runs[-1]
+    assert arch_query.command[:2] == ("python3", "-c") and "get_arch_list" in arch_query.command[2]
+
+    container.arch_list = ["sm_80", "sm_90"]
+    report = replay(request(tmp_path), engine=engine, host_gpu=a100)
+    assert report.status == "ok" and container.workload_runs[-1].gpus is True
+    assert [c.status for c in report.preflight] == ["ok", "ok", "ok", "ok"]
+
+
+def test_gpus_none_replays_a_gpu_lock_on_the_cpu(tmp_path: Path, host_facts: dict[str, Any]) -> None:
+    make_lock(tmp_path / "lock", host_facts, **gpu_lock_changes())
+    container = Container(host_facts)
+    report = replay(request(tmp_path, gpus="none"), engine=engine_for(container), host_gpu=no_gpu)
+    assert report.status == "ok" and container.workload_runs[0].gpus is False
+
+
+# ----------------------------------------------------------------------------------------- outputs
+
+def writer(values: Callable[[int], str]) -> Callable[[Path, int], None]:
+    def write(cwd: Path, index: int) -> None:
+        (cwd / "out").mkdir(exist_ok=True)
+        (cwd / "out" / "metrics.json").write_text(values(index))
+
+    return write
+
+
+def test_outputs_compared_with_the_native_run_number_by_number(tmp_path: Path, host_facts: dict[str, Any]) -> None:
+    work = tmp_path / "work"
+    (work / "out").mkdir(parents=True)
+    native = work / "out" / "metrics.json"
+    native.write_text('{"loss": 0.5, "weights": [1.0, 2.0]}')
+    prints = (OutputFingerprint("out/metrics.json", hashlib.sha256(native.read_bytes()).hexdigest(),
+                                native.stat().st_size),)
+    keep_copies(prints, work, tmp_path / "lock" / "outputs")
+    make_lock(tmp_path / "lock", host_facts, outputs=prints)
+    container = Container(host_facts, write=writer(lambda i: '{"loss": 0.5000002, "weights": [1.0, 2.0]}'))
+    report = replay(request(tmp_path, outputs=("out/*.json",)), engine=engine_for(container), host_gpu=no_gpu)
+    assert report.outputs is not None and "envcap snapshot --outputs" in (report.outputs.baseline or "")
+    (item,) = report.outputs.files
+    assert item.status == "differs" and item.numeric is not None
+    assert item.numeric.at == "loss" and item.numeric.max_abs == pytest.approx(2e-7)
+    assert "max abs 2e-07 at loss" in render_text(report)
+    assert load_snapshot(Path(report.replay_dir)).outputs == report.runs[0].outputs
+
+
+def test_outputs_of_an_earlier_replay_are_the_next_baseline(tmp_path: Path, host_facts: dict[str, Any]) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    engine = engine_for(Container(host_facts, write=writer(lambda i: '{"loss": 1.0}')))
+    first = replay(request(tmp_path, outputs=("out/*.json",)), engine=engine, host_gpu=no_gpu)
+    assert first.outputs is not None and first.outputs.baseline is None
+    assert [f.path for f in first.outputs.files] == ["out/metrics.json"]
+    second = replay(request(tmp_path, outputs=("out/*.json",)), engine=engine, host_gpu=no_gpu)
+    assert second.outputs is not None and second.outputs.baseline == f"the earlier replay {first.replay_id}"
+    assert [f.status for f in second.outputs.files] == ["same"]
+
+
+def test_a_file_the_run_did_not_write_is_not_taken_as_its_output(tmp_path: Path, host_facts: dict[str, Any]) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    old = tmp_path / "work" / "out" / "metrics.json"
+    old.parent.mkdir(parents=True)
+    old.write_text("{}")
+    os.utime(old, (1_000_000_000, 1_000_000_000))
+    report = replay(request(tmp_path, outputs=("out/*.json",)),
+                    engine=engine_for(Container(host_facts, exit_codes=[1])), host_gpu=no_gpu)
+    assert report.runs[0].outputs == () and report.runs[0].not_rewritten == ("out/metrics.json",)
+    assert "was not written by the replay" in render_text(report)
+
+
+def test_repeat_detects_a_nondeterministic_output(tmp_path: Path, host_facts: dict[str, Any]) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    container = Container(host_facts, write=writer(lambda i: json.dumps({"loss": 1.0 + i * 1e-9})))
+    report = replay(request(tmp_path, outputs=("out/*.json",), repeat=3), engine=engine_for(container),
+                    host_gpu=no_gpu)
+    assert len(container.workload_runs) == 3
+    assert report.repeat is not None and report.repeat.runs == 3 and report.repeat.identical is False
+    assert [p.run for p in report.repeat.pairs] == [2, 3]
+    assert report.repeat.pairs[1].files[0].numeric is not None
+    assert report.repeat.pairs[1].files[0].numeric.max_abs == pytest.approx(2e-9)
+    assert "not deterministic" in render_text(report)
+
+
+def test_repeat_of_a_deterministic_workload_says_identical(tmp_path: Path, host_facts: dict[str, Any]) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    container = Container(host_facts, write=writer(lambda i: '{"loss": 1.0}'))
+    report = replay(request(tmp_path, outputs=("out/*.json",), repeat=2), engine=engine_for(container),
+                    host_gpu=no_gpu)
+    assert report.repeat is not None and report.repeat.identical is True
+    assert report.repeat.stdout_identical is True
+
+
+def test_repeat_stops_at_the_first_failing_run(tmp_path: Path, host_facts: dict[str, Any]) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    container = Container(host_facts, exit_codes=[0, 2, 0])
+    report = replay(request(tmp_path, repeat=3), engine=engine_for(container), host_gpu=no_gpu)
+    assert len(container.workload_runs) == 2 and report.exit_code == 2
+
+
+# -------------------------------------------------------------------------------------- comparison
+
+def test_field_diff_fallback_lists_differences_ordered_by_category(host_facts: dict[str, Any]) -> None:
+    a = snapshot_from_facts(host_facts)
+    b_facts = image_facts(host_facts)
+    b_facts["env"] = {"OMP_NUM_THREADS": "8"}
+    b = snapshot_from_facts(b_facts)
+    facts = [d.fact for d in field_diff(a, b)]
+    assert "python.version" in facts and "env.OMP_NUM_THREADS" in facts
+    assert facts.index("env.OMP_NUM_THREADS") < facts.index("python.version")
+    assert not any(f.startswith(("captured_at", "python.executable", "digest")) for f in facts)
+    assert field_diff(a, a) == ()
+
+
+def test_stack_verdict_names_what_differs(host_facts: dict[str, Any]) -> None:
+    a = snapshot_from_facts(host_facts)
+    same, note = stack_verdict(a, a)
+    assert same is True and "distributions" in note
+    differs, note = stack_verdict(a, snapshot_from_facts(image_facts(host_facts, "3.11.2")))
+    assert differs is False and "python" in note and "3.11.2" in note
+    assert stack_verdict(a, None)[0] is None
+
+
+def test_workload_env_skips_device_vars_and_never_passes_a_redacted_marker() -> None:
+    lock = Snapshot(env={"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "1", "WANDB_API_KEY": "<redacted>",
+                         "LANG": "C.UTF-8"})
+    env, warnings = workload_env(lock, {})
+    assert env["OMP_NUM_THREADS"] == "1" and env["LANG"] == "C.UTF-8"
+    assert "CUDA_VISIBLE_DEVICES" not in env and "WANDB_API_KEY" not in env
+    assert warnings and "WANDB_API_KEY" in warnings[0]
+
+
+def test_describe_exit_unknown_signal_and_none() -> None:
+    assert describe_exit(None, False, ("x",), "img")[0] == "engine-failed"
+    assert describe_exit(0, False, ("x",), "img") == ("ok", None)
+    assert "exit 126" in (describe_exit(126, False, ("x",), "img")[1] or "")
+
+
+# --------------------------------------------------------------------------------------------- CLI
+
+def test_cli_exit_code_report_files_and_streamed_output(tmp_path: Path, host_facts: dict[str, Any], cli: Any,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    engine = engine_for(Container(host_facts, exit_codes=[3]))
+    engine.run_output = [(b"epoch 1\n", "stdout"), (b"warning\n", "stderr")]
+    monkeypatch.chdir(tmp_path)
+    result = cli.invoke(main, ["replay", str(tmp_path / "lock"), "--image", IMAGE, "--report", "r.json",
+                               "--markdown", "r.md", "--", "python", "train.py", "--epochs", "3"],
+                        obj={"engine": engine})
+    assert result.exit_code == 3, result.output
+    assert result.stdout == "epoch 1\n"
+    assert "warning\n" in result.stderr and "exited with status 3" in result.stderr
+    assert "Differences from the snapshot" in result.stderr
+    document = json.loads((tmp_path / "r.json").read_text())
+    assert document["format"] == 1 and document["exit_code"] == 3
+    assert document["command"] == ["python", "train.py", "--epochs", "3"]
+    assert "### envcap replay" in (tmp_path / "r.md").read_text()
+
+
+def test_cli_without_command_is_a_usage_error(tmp_path: Path, cli: Any) -> None:
+    result = cli.invoke(main, ["replay", str(tmp_path)], obj={"engine": FakeEngine()})
+    assert result.exit_code == 2 and "no command to replay" in result.stderr
+
+
+def test_cli_preflight_failure_writes_partial_report(tmp_path: Path, host_facts: dict[str, Any], cli: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    make_lock(tmp_path / "lock", host_facts, **gpu_lock_changes())
+    monkeypatch.chdir(tmp_path)
+    result = cli.invoke(main, ["replay", str(tmp_path / "lock"), "--image", IMAGE, "--gpus", "all",
+                               "--report", "r.json", "--", "true"], obj={"engine": engine_for(Container(host_facts))})
+    assert result.exit_code == 10
+    assert "error: pre-flight check failed" in result.stderr and "hint:" in result.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["status"] == "preflight-failed"
+
+
+# ---------------------------------------------------------------------------------- JSON contract
+
+REPORT_KEYS = {"format", "kind", "replay_id", "created_at", "envcap_version", "lock_dir", "replay_dir", "lock_digest",
+               "command", "workdir", "user", "gpus", "status", "image", "image_id", "image_built", "exit_code",
+               "message", "preflight", "runs", "comparison", "precision", "outputs", "repeat", "warnings", "files"}
+
+
+def test_report_json_contract(tmp_path: Path, host_facts: dict[str, Any]) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    container = Container(image_facts(host_facts), write=writer(lambda i: f'{{"x": {i}}}'))
+    report = replay(request(tmp_path, outputs=("out/*",), repeat=2), engine=engine_for(container), host_gpu=no_gpu)
+    document = json.loads(render_json(report))
+    assert set(document) == REPORT_KEYS
+    assert document["kind"] == "replay-report"
+    assert set(document["runs"][0]) == {"index", "exit_code", "signal", "oom_killed", "seconds", "outputs",
+                                        "not_rewritten", "stdout_sha256"}
+    assert set(document["comparison"]) == {"method", "differences", "stack_identical", "stack_note", "verdict",
+                                           "unknown", "note"}
+    assert set(document["comparison"]["differences"][0]) == {"fact", "original", "replay", "severity", "why",
+                                                             "mitigation", "rule", "reference"}
+    assert set(document["repeat"]) == {"runs", "identical", "pairs", "stdout_identical"}
+    assert set(document["outputs"]) == {"patterns", "baseline", "files"}
