@@ -1,0 +1,112 @@
+"""Rendering a DiffReport: rich text for people, JSON for scripts, Markdown to paste into an issue.
+
+Why one module: the three forms must say the same thing (same order, same verdict); keeping them
+side by side makes a drift visible. Library code: nothing here prints on its own; ``render_text``
+writes to the console it is given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envcap.explain.compare import show
+from envcap.explain.diff import FINDING_KEYS, DiffReport, Finding
+
+GROUPS = (("high", "High: likely to change results", "bold red"),
+          ("medium", "Medium: changes kernels or the order of operations", "yellow"),
+          ("low", "Low: rarely changes results", "cyan"))
+MAX_VALUE = 60
+
+
+def render_json(report: DiffReport) -> dict[str, Any]:
+    """The payload of ``envcap diff --json`` (the command adds ``format`` and ``kind``)."""
+    return {
+        "verdict": report.verdict,
+        "compared": report.compared,
+        "rules": report.rules,
+        "sources": {"a": report.source_a, "b": report.source_b},
+        "unknown_a": list(report.unknown_a),
+        "unknown_b": list(report.unknown_b),
+        "findings": [finding.to_json() for finding in report.findings],
+    }
+
+
+def value_text(finding: Finding, side: str) -> str:
+    value = finding.a if side == "A" else finding.b
+    text = show(value)
+    if value is None and finding.fact.startswith("env."):
+        text = "unset"
+    elif value is None and finding.fact.startswith("pkg."):
+        text = "not installed"
+    if len(text) > MAX_VALUE:
+        text = text[: MAX_VALUE - 1] + "…"
+    if side in finding.derived:
+        text += " (derived)"
+    return text
+
+
+def render_text(report: DiffReport, console: Any) -> None:
+    """Groups by severity, most likely cause first; informational differences in one line; the verdict last."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    console.print(f"[bold]envcap diff[/]: A = {report.source_a}, B = {report.source_b}; "
+                  f"{report.compared} facts compared with {report.rules} rules")
+    for severity, title, style in GROUPS:
+        group = [f for f in report.findings if f.severity == severity]
+        if not group:
+            continue
+        table = Table(title=f"[{style}]{title}[/]", title_justify="left", show_lines=True, expand=False)
+        table.add_column("fact", style="bold", no_wrap=True)
+        table.add_column("A")
+        table.add_column("B")
+        table.add_column("why / what to do", ratio=1)
+        for f in group:
+            table.add_row(escape(f.fact), escape(value_text(f, "A")), escape(value_text(f, "B")),
+                          f"{escape(f.why)}\n[green]→ {escape(f.mitigation)}[/]\n[dim]{escape(f.reference)}[/]")
+        console.print(table)
+    info = [f.fact for f in report.findings if f.severity == "info"]
+    if info:
+        console.print(f"[dim]Info (not known to change results): {escape(', '.join(info))}[/]")
+    if report.unknown_a or report.unknown_b:
+        console.print(f"[dim]Unknown in A ({len(report.unknown_a)}): {escape(_short(report.unknown_a))}[/]")
+        console.print(f"[dim]Unknown in B ({len(report.unknown_b)}): {escape(_short(report.unknown_b))}[/]")
+    style = {"high": "bold red", "medium": "yellow", "low": "cyan"}.get(report.worst() or "", "bold green")
+    console.print(f"[{style}]{escape(report.verdict)}[/]")
+
+
+def _short(facts: tuple[str, ...], limit: int = 12) -> str:
+    if not facts:
+        return "none"
+    shown = ", ".join(facts[:limit])
+    return shown + (f", … ({len(facts) - limit} more)" if len(facts) > limit else "")
+
+
+def _md(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report: DiffReport) -> str:
+    """A section ready to paste into an issue or pull request."""
+    lines = ["### envcap diff", "", f"**{_md(report.verdict)}**", "",
+             f"A: `{report.source_a}`, B: `{report.source_b}`; {report.compared} facts compared.", ""]
+    significant = report.significant
+    if significant:
+        lines += ["| severity | fact | A | B | why | what to do |", "| --- | --- | --- | --- | --- | --- |"]
+        for f in significant:
+            lines.append(f"| {f.severity} | `{_md(f.fact)}` | {_md(value_text(f, 'A'))} | {_md(value_text(f, 'B'))} "
+                         f"| {_md(f.why)} ([ref]({f.reference})) | {_md(f.mitigation)} |")
+        lines.append("")
+    info = [f for f in report.findings if f.severity == "info"]
+    if info:
+        lines += ["<details><summary>Informational differences</summary>", ""]
+        lines += [f"- `{_md(f.fact)}`: {_md(value_text(f, 'A'))} → {_md(value_text(f, 'B'))}" for f in info]
+        lines += ["", "</details>", ""]
+    if report.unknown_a or report.unknown_b:
+        lines += ["<details><summary>Facts known on one side only</summary>", "",
+                  f"- unknown in A: {_md(', '.join(report.unknown_a) or 'none')}",
+                  f"- unknown in B: {_md(', '.join(report.unknown_b) or 'none')}", "", "</details>", ""]
+    return "\n".join(lines)
+
+
+__all__ = ["FINDING_KEYS", "render_json", "render_markdown", "render_text"]
