@@ -69,3 +69,25 @@ def run(
         stdout=done.stdout.decode("utf-8", "replace"),
         stderr=done.stderr.decode("utf-8", "replace"),
     )
+
+
+def call(argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Runs a program attached to this terminal (stdio inherited): its exit status, 128+n for signal n.
+
+    For a workload the user watches (``envcap snapshot --outputs ... -- CMD``); Ctrl-C reaches it
+    through the terminal's process group, and envcap waits for it before re-raising.
+    """
+    try:
+        process = subprocess.Popen(list(argv), cwd=cwd, env=dict(env) if env is not None else None)
+    except FileNotFoundError as exc:
+        raise RunFailed(f"{argv[0]} was not found") from exc
+    except PermissionError as exc:
+        raise RunFailed(f"{argv[0]} is not executable") from exc
+    except OSError as exc:
+        raise RunFailed(f"{argv[0]} could not start: {exc.strerror or exc}") from exc
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:
+        process.wait()
+        raise
+    return 128 - code if code < 0 else code

@@ -19,7 +19,9 @@ from envcap.errors import LockfileError
 SCHEMA_VERSION = 1
 LOCK_FILENAME = "envcap.lock.json"
 # Fields that change between two captures of the same environment and so stay out of the digest.
-VOLATILE_FIELDS = ("captured_at", "digest")
+# ``outputs`` and ``precision`` describe a run of the workload, not the environment: an image built
+# from the lock must not be rebuilt because the workload wrote different numbers.
+VOLATILE_FIELDS = ("captured_at", "digest", "outputs", "precision")
 
 
 @dataclass(frozen=True)
