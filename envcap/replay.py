@@ -454,6 +454,50 @@ def fresh_outputs(patterns: Sequence[str], cwd: Path, since_ns: int
     return tuple(fresh), tuple(fp.path for fp in stale)
 
 
+# ------------------------------------------------------------------------------ the native run
+
+@dataclass(frozen=True)
+class NativeRun:
+    """``envcap snapshot --outputs ... -- CMD``: the workload run on the host, the replays' baseline."""
+
+    exit_code: int
+    outputs: tuple[OutputFingerprint, ...]
+    not_rewritten: tuple[str, ...]
+    precision: dict[str, Any] | None
+
+
+def native_run(command: Sequence[str], *, patterns: Sequence[str], cwd: Path, copies_dir: Path,
+               environ: Mapping[str, str] | None = None,
+               runner: Callable[..., int] | None = None) -> NativeRun:
+    """Runs CMD on the host with the precision hook, then fingerprints (and copies) what it wrote.
+
+    The copies in ``copies_dir`` are what a replay compares number by number; they are replaced
+    only when the command succeeded, so a crashed run never becomes the baseline.
+    """
+    import shutil
+    import tempfile
+
+    from envcap._subprocess import RunFailed, call
+
+    run_command = runner or call
+    environ = dict(os.environ if environ is None else environ)
+    with tempfile.TemporaryDirectory(prefix="envcap-hook-") as tmp:
+        hook_dir = hook.install(Path(tmp))
+        env = environ | hook.environment(str(hook_dir), environ.get("PYTHONPATH"))
+        since = _fs_now(hook_dir)
+        try:
+            code = run_command(list(command), cwd=str(cwd), env=env)
+        except RunFailed as exc:
+            raise UsageError(f"cannot run {command[0]!r}: {exc}.",
+                             hint="check the command after --; it runs on this host, in the current folder") from None
+        prints, stale = fresh_outputs(patterns, cwd, since) if patterns else ((), ())
+        precision = hook.read_records(hook_dir)
+    if code == 0 and patterns:
+        shutil.rmtree(copies_dir, ignore_errors=True)
+        keep_copies(prints, cwd, copies_dir)
+    return NativeRun(exit_code=code, outputs=prints, not_rewritten=stale, precision=precision)
+
+
 # ----------------------------------------------------------------------------------------- replay
 
 def replay(request: ReplayRequest, *, engine: ContainerEngine, on_output: OutputCallback | None = None,

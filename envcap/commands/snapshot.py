@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -19,14 +21,24 @@ from envcap.snapshot import DEFAULT_OUT, capture, write_snapshot
 @click.option("--deep", is_flag=True, help="Also import numpy/torch for threadpoolctl's and torch's live view.")
 @click.option("--offline", is_flag=True, help="Take hashes only from the cache and local wheels.")
 @click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON.")
-def command(python: str | None, out_dir: Path, base_image: str | None, deep: bool, offline: bool,
-            as_json: bool) -> None:
+@click.option("--outputs", "outputs", metavar="PATTERN", multiple=True,
+              help="With -- CMD: run CMD here, then fingerprint the files matching this glob (replay's baseline).")
+@click.argument("workload", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD...]")
+@click.pass_context
+def command(ctx: click.Context, python: str | None, out_dir: Path, base_image: str | None, deep: bool,
+            offline: bool, as_json: bool, outputs: tuple[str, ...], workload: tuple[str, ...]) -> None:
     """Describe an interpreter's environment and write a lock, requirements.lock and a Dockerfile."""
     snapshot = capture(python, deep=deep, offline=offline, on_stage=_stage_printer(as_json))
+    native = _native_run(workload, outputs, out_dir)
+    if native is not None:
+        snapshot = replace(snapshot, outputs=native.outputs if outputs and native.exit_code == 0 else None,
+                           precision=native.precision)
     result = write_snapshot(snapshot, out_dir, base_image=base_image)
     if as_json:
         emit_json("snapshot", {"out": str(out_dir), "files": [str(p) for p in result.files],
                                "snapshot": snapshot_to_dict(snapshot)})
+        if native is not None and native.exit_code:
+            ctx.exit(native.exit_code)
         return
     if snapshot.warnings:
         out = console(stderr=True)
@@ -36,6 +48,8 @@ def command(python: str | None, out_dir: Path, base_image: str | None, deep: boo
     python_version = snapshot.python.version if snapshot.python else "?"
     click.echo(f"Snapshot of Python {python_version}: {len(snapshot.distributions)} distributions "
                f"({pinned} pinned by hash) -> {out_dir}/ [{snapshot.digest}]")
+    if native is not None:
+        _report_native_run(ctx, native, outputs)
 
 
 def _stage_printer(quiet: bool):  # type: ignore[no-untyped-def]
@@ -44,3 +58,30 @@ def _stage_printer(quiet: bool):  # type: ignore[no-untyped-def]
             click.echo(f"pinning {count} distributions by hash...", err=True)
 
     return on_stage
+
+
+# -- `envcap snapshot --outputs PATTERN -- CMD` (replay's baseline, issue 4) --------------------------
+def _native_run(workload: tuple[str, ...], outputs: tuple[str, ...], out_dir: Path) -> Any:
+    """Runs the workload natively after the probe; None when no command was given."""
+    from envcap.errors import UsageError
+
+    if not workload:
+        if outputs:
+            raise UsageError("--outputs needs the command that writes them.",
+                             hint="put it after --: envcap snapshot --outputs 'out/*.json' -- python train.py")
+        return None
+    from envcap.replay import native_run
+
+    return native_run(workload, patterns=outputs, cwd=Path.cwd(), copies_dir=out_dir / "outputs")
+
+
+def _report_native_run(ctx: click.Context, native: Any, outputs: tuple[str, ...]) -> None:
+    if native.exit_code != 0:
+        click.echo(f"envcap: the command exited with status {native.exit_code}; its outputs were not recorded.",
+                   err=True)
+        ctx.exit(native.exit_code)
+    if outputs:
+        click.echo(f"Recorded {len(native.outputs)} output file(s) matching {', '.join(outputs)} as the replay "
+                   "baseline.", err=True)
+        for path in native.not_rewritten:
+            click.echo(f"envcap: {path} matched but was not written by the command; left out.", err=True)
