@@ -256,6 +256,11 @@ class FakeEngine:
         return [cid for cid, labels in self.live_containers.items()
                 if key in labels and (not value or labels[key] == value)]
 
+    def find_images(self, label: str) -> list[Any]:  # added for replay (issue 4): the lock's image by its label
+        key, _, value = label.partition("=")
+        unique = {info.id: info for info in self.images.values()}
+        return [info for info in unique.values() if key in info.labels and (not value or info.labels[key] == value)]
+
     def remove_container(self, container_id: str) -> None:
         self.live_containers.pop(container_id, None)
         self.removed.append(container_id)

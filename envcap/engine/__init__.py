@@ -98,6 +98,9 @@ class ContainerEngine(Protocol):
 
     def remove_container(self, container_id: str) -> None: ...
 
+    def find_images(self, label: str) -> list[ImageInfo]:
+        """Images that carry ``label`` (key or key=value), newest first: replay finds the lock's image by it."""
+
     # -- added for ``envcap build`` ---------------------------------------------------------
     def pull(self, ref: str) -> ImageInfo:
         """Fetches ``ref`` from its registry; raises BuildError naming the image when it cannot."""

@@ -262,6 +262,14 @@ class DockerEngine:
             found = self.api.containers(all=True, filters={"label": label})
         return [str(c["Id"]) for c in found]
 
+    def find_images(self, label: str) -> list[ImageInfo]:
+        with self._talking():
+            found = self.api.images(filters={"label": label})
+        found = sorted(found, key=lambda item: int(item.get("Created") or 0), reverse=True)
+        return [ImageInfo(id=str(item.get("Id", "")),
+                          tags=tuple(t for t in item.get("RepoTags") or () if t != "<none>:<none>"),
+                          labels=dict(item.get("Labels") or {}), size=item.get("Size")) for item in found]
+
     def remove_container(self, container_id: str) -> None:
         import docker
 
