@@ -207,6 +207,12 @@ def resolve_image(engine: ContainerEngine, request: ReplayRequest, lock: Snapsho
         info = engine.image(str(memo.get("image_id")))
         if info is not None:
             return str(memo.get("tag") or info.id), info.id, False, warnings
+    if request.base_image is None and lock.digest:
+        # built earlier by `envcap build` (perhaps with --base-image): the newest image of this lock
+        for info in engine.find_images(f"io.envcap.lock-digest={lock.digest}"):
+            _write_memo(folder, {"lock_digest": lock.digest, "image_id": info.id,
+                                 "tag": info.tags[0] if info.tags else info.id, "base_image": None})
+            return (info.tags[0] if info.tags else info.id), info.id, False, warnings
     try:
         from envcap import build as build_module
     except ImportError:  # pragma: no cover - envcap.build ships with envcap
@@ -677,14 +683,12 @@ def _save(state: _State, *, status: str, message: str | None) -> ReplayReport:
     comparison = compare_snapshots(state.lock, snapshot) if snapshot is not None else None
     outputs_section = None
     repeat_section = None
-    if request.outputs:
+    first = state.runs[0] if state.runs and state.runs[0].exit_code is not None else None
+    if request.outputs and first is not None:  # no finished run: nothing was written to compare
         baseline, prints, copies = outputs_baseline(state.folder, state.lock, request.outputs, state.replay_id)
-        first = state.runs[0] if state.runs and state.runs[0].exit_code is not None else None
-        files: tuple[OutputComparison, ...] = ()
-        if first is not None:
-            files = compare_outputs(prints, first.outputs, baseline_copies=copies,
-                                    current_copies=state.replay_dir / "outputs" / "run-1") if baseline \
-                else tuple(compare_outputs((), first.outputs, baseline_copies=None, current_copies=None))
+        files: tuple[OutputComparison, ...] = compare_outputs(
+            prints, first.outputs, baseline_copies=copies, current_copies=state.replay_dir / "outputs" / "run-1") \
+            if baseline else compare_outputs((), first.outputs, baseline_copies=None, current_copies=None)
         outputs_section = OutputsSection(patterns=request.outputs, baseline=baseline, files=files)
     if request.repeat > 1:
         finished = [r for r in state.runs if r.exit_code is not None]

@@ -521,3 +521,16 @@ def test_report_json_contract(tmp_path: Path, host_facts: dict[str, Any]) -> Non
                                                              "mitigation", "rule", "reference"}
     assert set(document["repeat"]) == {"runs", "identical", "pairs", "stdout_identical"}
     assert set(document["outputs"]) == {"patterns", "baseline", "files"}
+
+
+def test_the_image_envcap_build_made_is_found_by_the_lock_label(tmp_path: Path, host_facts: dict[str, Any]) -> None:
+    lock = make_lock(tmp_path / "lock", host_facts)
+    engine = FakeEngine()
+    engine.add_image("envcap:other", "sha256:" + "e" * 64, labels={"io.envcap.lock-digest": "sha256:" + "0" * 64})
+    engine.add_image("envcap:built", IMAGE_ID, labels={"io.envcap.lock-digest": lock.digest or ""})
+    engine.on_run = Container(host_facts)
+    report = replay(request(tmp_path, image=None), engine=engine, host_gpu=no_gpu)
+    assert (report.image, report.image_id, report.image_built) == ("envcap:built", IMAGE_ID, False)
+    assert engine.builds == [] and engine.runs[-1].image == IMAGE_ID
+    memo = json.loads((tmp_path / "lock" / "replays" / IMAGE_MEMO).read_text())
+    assert memo["image_id"] == IMAGE_ID
