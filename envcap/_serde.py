@@ -9,6 +9,7 @@ anything or raise its own exception types.
 from __future__ import annotations
 
 import dataclasses
+import json
 import functools
 import types
 import typing
@@ -100,7 +101,7 @@ def _convert(tp: Any, data: Any, path: str) -> Any:
         if not isinstance(data, dict):
             raise ShapeError(path, "an object", data)
         _, value_type = get_args(tp)
-        return {str(k): _convert(value_type, v, f"{path}.{k}") for k, v in data.items()}
+        return {str(k): _convert(value_type, v, f"{path}[{json.dumps(str(k))}]") for k, v in data.items()}
     if tp is bool:
         if not isinstance(data, bool):
             raise ShapeError(path, "true or false", data)

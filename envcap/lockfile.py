@@ -135,7 +135,9 @@ def _toml(value: object) -> str:
         return str(value)
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items() if v is not None) + "}"
-    return json.dumps(str(value))
+    # Raw UTF-8 (a JSON \\u escape of a character outside the BMP is a surrogate pair, which TOML
+    # rejects); JSON escapes quotes, backslashes and control characters but not DEL.
+    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def _file_entry(artifact: Artifact) -> str:
@@ -155,6 +157,7 @@ def render_pylock(snapshot: Snapshot) -> str:
     if python and python.version.count(".") >= 1 and python.version.split(".")[0].isdigit():
         major_minor = ".".join(python.version.split(".")[:2])
         lines.append(f"requires-python = {_toml('==' + major_minor + '.*')}")
+    packages = 0
     for item in dispositions(snapshot):
         dist = item.dist
         origin = dist.origin
@@ -171,6 +174,9 @@ def render_pylock(snapshot: Snapshot) -> str:
                 block.append("wheels = [")
                 block.extend(f"    {_file_entry(w)}," for w in wheels)
                 block.append("]")
+        elif item.kind == "url" and origin and origin.url and origin.sha256:
+            block.append(f"version = {_toml(dist.version)}")
+            block.append("archive = " + _toml({"url": origin.url, "hashes": {"sha256": origin.sha256}}))
         elif origin and origin.kind == "vcs" and origin.url and origin.commit:
             block.append("vcs = " + _toml({"type": origin.vcs or "git", "url": origin.url,
                                            "requested-revision": origin.requested_revision,
@@ -183,6 +189,9 @@ def render_pylock(snapshot: Snapshot) -> str:
         else:
             continue  # missing: nothing an installer could use
         lines.extend(block)
+        packages += 1
+    if not packages:
+        lines.append("packages = []")  # PEP 751 requires the key even when nothing is pinnable
     lines += ["", "[tool.envcap]", f"lock-digest = {_toml(snapshot.digest or '')}",
               f"version = {_toml(__version__)}"]
     return "\n".join(lines) + "\n"

@@ -189,6 +189,7 @@ class CudaStack:
     torch: TorchBuild | None = None
     nvcc: ToolVersion | None = None
     toolkit_root: str | None = None
+    toolkit_version: str | None = None  # the release (12.4.1), as nvidia/cuda tags name it; not cudart's 12.4.127
 
 
 @dataclass(frozen=True)
@@ -282,7 +283,7 @@ class Snapshot:
     env: dict[str, str] | None = None
     git: GitState | None = None
     torch_runtime: TorchRuntime | None = None
-    precision: dict[str, Any] | None = None  # precision/determinism flags the workload left (replay hook)
+    precision: dict[str, str | bool | int | float | None] | None = None  # precision/determinism flags the workload left (replay hook)
     outputs: tuple[OutputFingerprint, ...] | None = None
     derived: tuple[str, ...] = ()  # facts filled in by inference, not read (e.g. compute capability by name)
     unavailable: tuple[Unavailable, ...] = ()

@@ -51,15 +51,21 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
 
 
 def atomic_write_many(files: Mapping[Path, str | bytes]) -> None:
-    """Writes every file to a temporary name first, renames only when all were written.
+    """Writes every file to a temporary name first; renames only when all were written, and undoes
+    the renames already made when a later one fails.
 
     Why: a snapshot is several files that must agree (the Dockerfile names the lock's digest);
     a failure halfway must leave the previous set, not a mix.
     """
     staged: list[tuple[str, Path]] = []
+    backups: list[str] = []
+    renamed: list[tuple[Path, str | None]] = []  # (target, backup of what it replaced)
     try:
         for path, data in files.items():
             path = Path(path)
+            if path.is_dir():
+                raise OutputError(f"cannot write {path}: a folder of that name is in the way.",
+                                  hint="remove or rename that folder, or choose another --out")
             payload = data.encode("utf-8") if isinstance(data, str) else data
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,12 +79,30 @@ def atomic_write_many(files: Mapping[Path, str | bytes]) -> None:
                     hint="choose a writable folder with --out, or fix its permissions",
                 ) from None
             staged.append((tmp, path))
-        for tmp, path in staged:
-            os.replace(tmp, path)
+        try:
+            for tmp, path in staged:
+                backup = None
+                if path.exists():
+                    backup = f"{tmp}.previous"
+                    os.link(path, backup)
+                    backups.append(backup)
+                os.replace(tmp, path)
+                renamed.append((path, backup))
+        except OSError as exc:
+            for path, backup in reversed(renamed):
+                try:
+                    if backup is None:
+                        os.unlink(path)
+                    else:
+                        os.replace(backup, path)
+                except OSError:
+                    pass
+            raise OutputError(f"cannot replace {path}: {exc.strerror or exc}; the previous files were kept.",
+                              hint="check the folder's permissions and free space, or choose another --out") from None
         staged = []
     finally:
-        for tmp, _ in staged:
+        for leftover in [tmp for tmp, _ in staged] + backups:
             try:
-                os.unlink(tmp)
+                os.unlink(leftover)
             except OSError:
                 pass

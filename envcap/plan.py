@@ -43,13 +43,21 @@ def python_image(version: str, codename: str) -> str:
 
 
 def _cuda_version(snapshot: Snapshot) -> str | None:
+    """The toolkit release for the nvidia/cuda tag (12.4.1); cudart's own version (12.4.127) is no tag.
+
+    Without the toolkit's version.json only major.minor is known, and X.Y.0 (the GA release) has
+    an image for every CUDA release.
+    """
     if not snapshot.cuda:
         return None
     runtime = snapshot.cuda.components.get("cuda_runtime")
     if runtime is None or runtime.source != "system":
         return None
-    parts = runtime.version.split(".")
-    return ".".join((parts + ["0", "0"])[:3])
+    release = snapshot.cuda.toolkit_version
+    if release and len(release.split(".")) == 3:
+        return release
+    major_minor = runtime.version.split(".")[:2]
+    return ".".join((major_minor + ["0"])[:2] + ["0"])
 
 
 def _uses_pip_cuda(snapshot: Snapshot) -> bool:
@@ -93,8 +101,8 @@ def choose_base(snapshot: Snapshot) -> tuple[str, str, str, str]:
 def image_env(snapshot: Snapshot) -> dict[str, str]:
     env = {}
     for name, value in sorted((snapshot.env or {}).items()):
-        if name in HOST_ONLY_ENV or REDACTED in value:
-            continue
+        if name in HOST_ONLY_ENV or REDACTED in value or "\n" in value or "\r" in value:
+            continue  # host-specific, secret, or not expressible on a Dockerfile line (replay passes it)
         env[name] = value
     return env
 

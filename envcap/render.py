@@ -5,7 +5,6 @@ Templates live in the top-level ``templates/`` and ship inside the wheel as ``en
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,11 +24,15 @@ def templates_dir() -> Path:
 
 
 def docker_quote(value: str) -> str:
-    """A JSON string is a valid double-quoted Dockerfile word: quotes, backslashes and newlines escaped.
+    """A double-quoted Dockerfile word that the engine reads back as exactly ``value``.
 
-    ``$`` is escaped too, so a captured value is never expanded as a build variable.
+    Docker unescapes only backslash, quote and ``$`` inside double quotes (a JSON ``\\u00e9`` would
+    arrive literally), so those three are escaped and everything else, UTF-8 and tabs, is kept.
+    A line break cannot be written inside a Dockerfile word: plan.image_env leaves such ENV values
+    out, and here (labels) it becomes a space, so no value can start a new instruction.
     """
-    return json.dumps(value).replace("$", "\\$")
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return '"' + escaped.replace("\r", " ").replace("\n", " ") + '"'
 
 
 @lru_cache(maxsize=1)

@@ -107,7 +107,9 @@ def snapshot_from_facts(facts: Mapping[str, Any], **fields: Any) -> Snapshot:
     data = dict(facts)
     data.pop("probe_version", None)
     dists = data.get("distributions") or []
-    data["distributions"] = sorted(dists, key=lambda d: (d.get("name", ""), d.get("version", "")))
+    if isinstance(dists, list) and all(isinstance(d, dict) for d in dists):
+        data["distributions"] = sorted(dists, key=lambda d: (str(d.get("name", "")), str(d.get("version", ""))))
+    # any other shape is reported by from_json below as one clear sentence
     data.update(fields)
     try:
         return from_json(Snapshot, data)

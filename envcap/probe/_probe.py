@@ -291,7 +291,8 @@ def strip_credentials(url):
     """Removes user:password@ from a URL: a lock may be published."""
     if not isinstance(url, str):
         return url
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@", r"\1", url)
+    # Greedy up to the last "@" before the path: pip splits there too, so "p@ss" is removed whole.
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s]*@", r"\1", url)
 
 
 def pip_config_facts():
@@ -811,6 +812,7 @@ def cuda_facts(dist_index):
     if nvcc_path:
         nvcc = {"path": nvcc_path, "version": None}
     return {"components": components, "torch": torch_version_module(dist_index), "nvcc": nvcc,
+            "toolkit_version": toolkit.get("cuda"),
             "toolkit_root": os.path.realpath("/usr/local/cuda") if os.path.isdir("/usr/local/cuda") else None}
 
 
@@ -1019,7 +1021,8 @@ SECRET_VALUE_RE = re.compile(
     r"|(-----BEGIN [A-Z ]*PRIVATE KEY-----)"
     r"|(eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"
 )
-URL_CREDENTIALS_RE = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s:]*:[^/@\s]*@")
+# Any userinfo (user:password, or a token alone) up to the last "@" before the path.
+URL_CREDENTIALS_RE = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s]*@")
 REDACTED = "<redacted>"
 
 

@@ -177,8 +177,6 @@ def test_pylock_packages_match_the_lock(snapshot: Snapshot) -> None:
     assert "vanished" not in by_name and "no-hash-url" not in by_name
 
 
-@pytest.mark.xfail(strict=True, reason="BUG lockfile.render_pylock: a distribution installed from a URL with a "
-                   "recorded hash is in requirements.lock but skipped in pylock.toml (PEP 751 has archive for it)")
 def test_pylock_and_requirements_lock_hold_the_same_distributions(snapshot: Snapshot) -> None:
     lock, _ = load_pylock(snapshot)
     entries, _, _ = parse_requirements_lock(render_requirements_lock(snapshot))
@@ -197,8 +195,6 @@ def test_pylock_survives_unusual_characters_in_paths_and_urls(snapshot: Snapshot
     assert directory is not None and directory.path == '/home/u/with "quotes" \\ and é'
 
 
-@pytest.mark.xfail(strict=True, reason="BUG lockfile._toml: json.dumps writes a character outside the BMP as a "
-                   "surrogate pair (\\ud83d\\ude00), which TOML rejects, so pylock.toml becomes unreadable")
 def test_pylock_survives_characters_outside_the_bmp(snapshot: Snapshot) -> None:
     from dataclasses import replace
 
@@ -226,8 +222,6 @@ def test_an_empty_snapshot_gives_an_empty_requirements_lock() -> None:
     assert (entries, options, left_out) == ({}, [], {})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG lockfile.render_pylock: with nothing pinnable (a --without-pip venv, "
-                   "or only editable projects) no packages key is written; PEP 751 requires packages = []")
 def test_an_empty_snapshot_gives_a_valid_pylock() -> None:
     empty = Snapshot(python=PythonEnv(version="3.12.1")).with_digest()
     lock, _ = load_pylock(empty)

@@ -234,16 +234,12 @@ def test_credentials_inside_a_url_are_removed_and_the_rest_kept(probe: ModuleTyp
     assert value == "https://<redacted>@cache.example/path"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG _probe.py redact_value: URL_CREDENTIALS_RE needs user:pass, so a "
-                   "token alone before @ (https://TOKEN@host) is kept verbatim")
 def test_a_token_alone_in_a_url_is_removed(probe: ModuleType) -> None:
     token = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"
     captured = probe.env_facts({"TORCH_HUB_MIRROR": f"https://{token}@github.com/org/hub"})
     assert token not in captured["TORCH_HUB_MIRROR"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG _probe.py URL_CREDENTIALS_RE/strip_credentials stop at the first @, "
-                   "so the part of a password after an unencoded @ is kept (pip splits at the last @)")
 def test_a_password_containing_at_is_removed_whole(probe: ModuleType) -> None:
     captured = probe.env_facts({"TRITON_CACHE_URL": "https://bob:p@ssw0rd@cache.example/path"})
     assert "ssw0rd" not in captured["TRITON_CACHE_URL"]

@@ -63,8 +63,6 @@ def test_quotes_dollars_backslashes_and_backticks_arrive_unchanged(docker_client
     assert values_seen_by_the_container(docker_client, base_image, env, tmp_path) == env
 
 
-@pytest.mark.xfail(strict=True, reason="BUG render.docker_quote: json.dumps writes é as \\u00e9 and a newline as "
-                   "\\n; Docker keeps both escapes literally, so the container sees other values than the host")
 def test_non_ascii_and_control_characters_arrive_unchanged(docker_client, base_image: str,  # type: ignore[no-untyped-def]
                                                            tmp_path: Path) -> None:
     env = {"TORCHINDUCTOR_CACHE_DIR": "/home/jürgen/.cache/inductor", "TORCH_LOGS_FORMAT": "a\tb"}
