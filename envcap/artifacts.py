@@ -305,7 +305,10 @@ class ArtifactResolver:
         return self.resolve_one(*pin)
 
     def resolve(self, pins: Iterable[tuple[str, str]],
-                progress: Callable[[Release], None] | None = None) -> dict[tuple[str, str], Release]:
+                progress: Callable[[Release], None] | None = None,
+                on_pending: Callable[[int], None] | None = None) -> dict[tuple[str, str], Release]:
+        """Cached releases at once; the rest in parallel. ``on_pending`` hears how many need the
+        network (before they are fetched), ``progress`` each one as it arrives."""
         pins = list(dict.fromkeys(pins))
         results: dict[tuple[str, str], Release] = {}
         pending = []
@@ -313,10 +316,10 @@ class ArtifactResolver:
             cached = self._cached(name, version)
             if cached is not None:
                 results[(name, version)] = cached
-                if progress:
-                    progress(cached)
             else:
                 pending.append((name, version))
+        if on_pending:
+            on_pending(len(pending))
         if pending:
             from concurrent.futures import ThreadPoolExecutor
 

@@ -55,9 +55,8 @@ def capture(
     )
     wanted = [(d.name, d.version) for d in snapshot.distributions
               if (d.origin is None or d.origin.kind in ("index", "egg-info"))]
-    if on_stage:
-        on_stage("hashes", len(wanted))
-    releases = resolver.resolve(wanted, progress=on_release)
+    releases = resolver.resolve(wanted, progress=on_release,
+                                on_pending=(lambda n: on_stage("hashes", n)) if on_stage else None)
     dists = []
     for dist in snapshot.distributions:
         release = releases.get((dist.name, dist.version))

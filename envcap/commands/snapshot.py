@@ -28,7 +28,9 @@ from envcap.snapshot import DEFAULT_OUT, capture, write_snapshot
 def command(ctx: click.Context, python: str | None, out_dir: Path, base_image: str | None, deep: bool,
             offline: bool, as_json: bool, outputs: tuple[str, ...], workload: tuple[str, ...]) -> None:
     """Describe an interpreter's environment and write a lock, requirements.lock and a Dockerfile."""
-    snapshot = capture(python, deep=deep, offline=offline, on_stage=_stage_printer(as_json))
+    with _HashProgress(enabled=not as_json and interactive()) as progress:
+        snapshot = capture(python, deep=deep, offline=offline, on_stage=progress.on_stage,
+                           on_release=progress.on_release)
     native = _native_run(workload, outputs, out_dir)
     if native is not None:
         snapshot = replace(snapshot, outputs=native.outputs if outputs and native.exit_code == 0 else None,
@@ -52,12 +54,34 @@ def command(ctx: click.Context, python: str | None, out_dir: Path, base_image: s
         _report_native_run(ctx, native, outputs)
 
 
-def _stage_printer(quiet: bool):  # type: ignore[no-untyped-def]
-    def on_stage(stage: str, count: int) -> None:
-        if not quiet and interactive() and stage == "hashes" and count:
-            click.echo(f"pinning {count} distributions by hash...", err=True)
+class _HashProgress:
+    """A progress bar for the hash look-ups a cold snapshot makes (seconds); nothing when warm."""
 
-    return on_stage
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> _HashProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def on_stage(self, stage: str, count: int) -> None:
+        if not (self.enabled and stage == "hashes" and count):
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("pinning hashes"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=console(stderr=True), transient=True)
+        self.task = self.bar.add_task("hashes", total=count)
+        self.bar.start()
+
+    def on_release(self, release: Any) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task)
 
 
 # -- `envcap snapshot --outputs PATTERN -- CMD` (replay's baseline, issue 4) --------------------------
