@@ -226,3 +226,22 @@ def test_an_empty_snapshot_gives_a_valid_pylock() -> None:
     empty = Snapshot(python=PythonEnv(version="3.12.1")).with_digest()
     lock, _ = load_pylock(empty)
     assert lock.packages == [] and str(lock.requires_python) == "==3.12.*"
+
+
+def test_conda_installs_are_pinned_with_a_warning() -> None:
+    from envcap.lockfile import dispose
+
+    dist = Distribution(name="numpy", version="1.26.4", installer="conda",
+                        artifacts=(Artifact("numpy-1.26.4.tar.gz", sha("1"), "https://files.example/n.tar.gz"),))
+    item = dispose(dist)
+    assert item.kind == "pinned" and item.note is not None and "conda" in item.note
+
+
+@pytest.mark.xfail(strict=True, reason="BUG lockfile.dispose: a distribution found outside site-packages "
+                   "(site 'other', e.g. a --target folder on PYTHONPATH) is pinned without the warning issue 2 asks for")
+def test_distributions_outside_site_packages_are_warned_about() -> None:
+    from envcap.lockfile import dispose
+
+    dist = Distribution(name="six", version="1.16.0", site="other", location="/srv/vendor",
+                        artifacts=(Artifact("six-1.16.0.tar.gz", sha("1"), "https://files.example/six.tar.gz"),))
+    assert dispose(dist).note is not None

@@ -111,6 +111,13 @@ def test_system_cuda_image_tag_is_a_toolkit_release() -> None:
     assert re.fullmatch(r"\d+\.\d+\.\d", version), plan.base_image
 
 
+def test_system_cuda_tag_uses_the_toolkit_release_when_known() -> None:
+    snap = system_cuda_snapshot("12.4.127")
+    assert snap.cuda is not None
+    snap = replace(snap, cuda=replace(snap.cuda, toolkit_version="12.4.1")).with_digest()
+    assert make_plan(snap).base_image == "nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04"
+
+
 def test_system_cuda_without_a_gpu_stays_on_python_slim() -> None:
     snap = replace(system_cuda_snapshot(), gpu=Gpu(status="no-gpu")).with_digest()
     assert make_plan(snap).family == "python-slim"
