@@ -21,7 +21,7 @@ CC_TABLE_URL = "https://developer.nvidia.com/cuda-gpus"
 
 # NVIDIA's published compute capabilities (CC_TABLE_URL), matched on the upper-cased product name.
 # Order matters: the first match wins, so specific names come before the families that contain them.
-# Ambiguous names (a bare "TITAN X" was sold as Maxwell 5.2 and Pascal 6.1) are left out on purpose.
+# Ambiguous names (a bare "TITAN X": the GeForce GTX one is Maxwell 5.2, the NVIDIA one Pascal 6.1) stay unknown.
 COMPUTE_CAPABILITY: tuple[tuple[str, str], ...] = (
     (r"\bGH200\b|\bH200\b|\bH100\b|\bH800\b|\bH20\b", "9.0"),
     (r"\bGB200\b|\bB200\b|\bB100\b", "10.0"),
@@ -36,10 +36,10 @@ COMPUTE_CAPABILITY: tuple[tuple[str, str], ...] = (
     (r"\bV100\b|\bTITAN V\b|\bGV100\b", "7.0"),
     (r"\bP100\b", "6.0"),
     (r"\bP40\b|\bP4\b|\bGTX 10[5-8]0\b|\bTITAN XP\b|\bTITAN X \(PASCAL\)|\bQUADRO P\d{3,4}\b", "6.1"),
-    (r"\bGTX 9[5-8]0\b|\bM40\b|\bM60\b|\bM6000\b", "5.2"),
+    (r"\bGTX 9[5-8]0\b|\bGTX TITAN X\b|\bM40\b|\bM60\b|\bM6000\b", "5.2"),
     (r"\bGTX 750\b|\bM10\b", "5.0"),
     (r"\bK80\b", "3.7"),
-    (r"\bK40\b|\bK20X?\b|\bGTX 780\b|\bGTX TITAN\b", "3.5"),
+    (r"\bK40\b|\bK20X?\b|\bGTX 780\b|\bGTX TITAN(?: BLACK| Z)?$", "3.5"),
 )
 _CC_PATTERNS = tuple((re.compile(pattern), cc) for pattern, cc in COMPUTE_CAPABILITY)
 

@@ -15,7 +15,7 @@ from typing import Any
 from envcap.explain.compare import Change, compare, parse_version
 from envcap.explain.derive import enrich
 from envcap.explain.facts import FactView, facts_of, how_derived
-from envcap.explain.rules import RULES, SEVERITIES, AnyOf, Cond, Rule
+from envcap.explain.rules import RULES, SEVERITIES, AllOf, AnyOf, Cond, Rule
 from envcap.model import Snapshot
 
 SEVERITY_RANK = {name: len(SEVERITIES) - i for i, name in enumerate(SEVERITIES)}  # high 4 .. info 1
@@ -150,25 +150,22 @@ def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def conditions_hold(conds: tuple[Cond | AnyOf, ...], fa: FactView, fb: FactView) -> bool | None:
+def conditions_hold(conds: tuple[Cond | AnyOf | AllOf, ...], fa: FactView, fb: FactView) -> bool | None:
     """All conditions hold (True), one fails (False), or some cannot be decided for lack of facts (None)."""
-    result: bool | None = True
-    for cond in conds:
-        outcome = _any_of(cond, fa, fb) if isinstance(cond, AnyOf) else _cond(cond, fa, fb)
-        if outcome is False:
-            return False
-        if outcome is None:
-            result = None
-    return result
+    return _group(AllOf(conds), fa, fb)
 
 
-def _any_of(group: AnyOf, fa: FactView, fb: FactView) -> bool | None:
-    outcomes = [_any_of(c, fa, fb) if isinstance(c, AnyOf) else _cond(c, fa, fb) for c in group.conds]
-    if any(o is True for o in outcomes):
-        return True
-    if all(o is False for o in outcomes):
+def _group(node: Cond | AnyOf | AllOf, fa: FactView, fb: FactView) -> bool | None:
+    if isinstance(node, Cond):
+        return _cond(node, fa, fb)
+    outcomes = [_group(child, fa, fb) for child in node.conds]
+    if isinstance(node, AnyOf):
+        if any(o is True for o in outcomes):
+            return True
+        return False if all(o is False for o in outcomes) else None
+    if any(o is False for o in outcomes):
         return False
-    return None
+    return True if all(o is True for o in outcomes) else None
 
 
 def _cond(cond: Cond, fa: FactView, fb: FactView) -> bool | None:

@@ -108,8 +108,8 @@ def facts_of(snapshot: Snapshot) -> FactView:
         _put(v, "cpu.usable_cores", usable)
         _put(v, "cpu.memory_total_bytes", c.memory_total_bytes)
 
-    _gpu_facts(snapshot, v, derived)
-    _cuda_facts(snapshot, v, derived)
+    _gpu_facts(snapshot, v)
+    _cuda_facts(snapshot, v)
     _blas_facts(snapshot, v, derived)
 
     rt = snapshot.torch_runtime
@@ -120,15 +120,14 @@ def facts_of(snapshot: Snapshot) -> FactView:
     closed: list[str] = []
     if snapshot.env is not None:
         closed.append("env.")
-        for name, value in snapshot.env.items():
-            v[f"env.{name}"] = value
+        for variable, setting in snapshot.env.items():
+            v[f"env.{variable}"] = setting
 
-    for key, value in (snapshot.precision or {}).items():
-        key = PRECISION_ALIASES.get(key, key)
+    for raw_key, flag in (snapshot.precision or {}).items():
+        key = PRECISION_ALIASES.get(raw_key, raw_key)
         if key.endswith(".version"):
             continue  # the framework's version is a package fact
-        name = "torch.num_threads" if key == "torch.num_threads" else f"precision.{key}"
-        v[name] = value
+        v["torch.num_threads" if key == "torch.num_threads" else f"precision.{key}"] = flag
 
     for dist in snapshot.distributions:
         v[f"pkg.{dist.name}"] = dist.version
@@ -183,7 +182,7 @@ def usable_cores(snapshot: Snapshot) -> int | None:
     return cores
 
 
-def _gpu_facts(snapshot: Snapshot, v: dict[str, Any], derived: set[str]) -> None:
+def _gpu_facts(snapshot: Snapshot, v: dict[str, Any]) -> None:
     gpu = snapshot.gpu
     if gpu is None:
         return
@@ -218,7 +217,7 @@ def _gpu_facts(snapshot: Snapshot, v: dict[str, Any], derived: set[str]) -> None
 CUDA_FACTS = {"cuda_runtime": "cuda.runtime", "cudnn": "cuda.cudnn", "nccl": "cuda.nccl", "cublas": "cuda.cublas"}
 
 
-def _cuda_facts(snapshot: Snapshot, v: dict[str, Any], derived: set[str]) -> None:
+def _cuda_facts(snapshot: Snapshot, v: dict[str, Any]) -> None:
     stack = snapshot.cuda
     if stack:
         for component, fact in CUDA_FACTS.items():

@@ -35,7 +35,12 @@ class Cond:
 
 @dataclass(frozen=True)
 class AnyOf:
-    conds: tuple[Cond | AnyOf, ...]
+    conds: tuple[Cond | AnyOf | AllOf, ...]
+
+
+@dataclass(frozen=True)
+class AllOf:
+    conds: tuple[Cond | AnyOf | AllOf, ...]
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,7 @@ class Rule:
     mitigation: str
     reference: str
     weight: int = 50  # orders findings of the same severity (100 first)
-    when: tuple[Cond | AnyOf, ...] = ()
+    when: tuple[Cond | AnyOf | AllOf, ...] = ()
     otherwise: str | None = "info"
     threshold: float | None = None
     unless: tuple[str, ...] = ()  # facts whose own finding already explains this one
@@ -77,14 +82,6 @@ VERSION_LOW = S(major="low", minor="low", patch="low", local="low", other="low",
 # ------------------------------------------------------------------------------- conditions
 AMPERE = Cond("gpu.compute_capability", "ge", "8.0")
 TF32_NOT_FORCED_OFF = Cond("env.NVIDIA_TF32_OVERRIDE", "ne", "0")
-TF32_ON = AnyOf((
-    Cond("precision.torch.backends.cuda.matmul.allow_tf32", "eq", True),
-    Cond("precision.torch.backends.cudnn.allow_tf32", "eq", True),
-    Cond("precision.torch.float32_matmul_precision", "ne", "highest"),
-    Cond("env.TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "eq", "1"),
-    Cond("precision.tensorflow.tensor_float_32_execution", "eq", True),
-    Cond("pkg.jaxlib", "present"),
-))
 HAS_GPU = AnyOf((Cond("gpu.count", "ge", 1), Cond("torch.cuda_build", "present")))
 MULTI_GPU = AnyOf((Cond("gpu.count", "ge", 2), Cond("env.WORLD_SIZE", "present")))
 MKL = Cond("blas.backend", "contains", "mkl")
@@ -95,6 +92,14 @@ TENSORFLOW = AnyOf((Cond("pkg.tensorflow", "present"), Cond("pkg.tensorflow-cpu"
 JAX = Cond("pkg.jax", "present")
 NUMPY = Cond("pkg.numpy", "present")
 ISA_DISPATCH = AnyOf((MKL, OPENBLAS, TORCH, TENSORFLOW, NUMPY, JAX))
+TF32_ON = AnyOf((  # some framework on either side lets float32 math run in TF32
+    AllOf((TORCH, AnyOf((Cond("precision.torch.backends.cuda.matmul.allow_tf32", "eq", True),
+                         Cond("precision.torch.backends.cudnn.allow_tf32", "eq", True),
+                         Cond("precision.torch.float32_matmul_precision", "ne", "highest"))))),
+    Cond("env.TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "eq", "1"),
+    AllOf((TENSORFLOW, Cond("precision.tensorflow.tensor_float_32_execution", "eq", True))),
+    Cond("pkg.jaxlib", "present"),
+))
 
 TF32_WHEN_TEXT = "matters only on a GPU of compute capability 8.0 or newer"
 
@@ -403,7 +408,7 @@ RULES: tuple[Rule, ...] = (
          "set it the same on both sides", R_TORCH_ENV, weight=25, factor="F05"),
 
     # ---- BLAS, OpenMP and the CPU
-    Rule("blas-backend", "blas.backend", "set", S(changed="high", added="medium", removed="medium"),
+    Rule("blas-backend", "blas.backend", "set", MED,
          "Different BLAS libraries (MKL, OpenBLAS, Accelerate) use different kernels and blocking, so linear "
          "algebra differs and iterative solvers amplify it.",
          "install the same BLAS on both sides (the same numpy/scipy wheels or conda blas variant)",
@@ -450,7 +455,7 @@ RULES: tuple[Rule, ...] = (
          "Another CPU model can select other BLAS and SIMD kernels (FMA, AVX2, AVX-512); the instruction sets "
          "are not known here.",
          "replay on the same CPU model, or cap the ISA in every library", R_OPENBLAS_ISA, weight=60,
-         when=(Cond("cpu.isa", "unknown"),), otherwise=None, factor="F22/F26"),
+         when=(Cond("cpu.isa", "unknown"),), otherwise=None, unless=("cpu.vendor",), factor="F22/F26"),
     Rule("cpu-model", "cpu.model_name", "equal", LOW,
          "Another CPU model of the same instruction set rarely changes kernels; it can change BLAS blocking.",
          "replay on the same CPU model", R_OPENBLAS_ISA, weight=30, unless=("cpu.isa", "cpu.vendor"),

@@ -74,6 +74,9 @@ def parse_report(raw: bytes, origin: str) -> Snapshot:
         return conda.parse(text, origin)
     if pip.looks_like_freeze(text):
         return pip.parse_freeze(text, origin)
+    if pip.looks_like_requirements(text):
+        raise fail(f"{origin} is a requirements file (version ranges or bare names), not `pip freeze` output.",
+                   hint="pass the output of `pip freeze` from the environment")
     raise fail(f"{origin} is of no format envcap reads; expected {READS}.")
 
 

@@ -25,6 +25,8 @@ def looks_like(text: str) -> bool:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if any(line.startswith(("# platform:", "# packages in environment at")) for line in lines[:6]):
         return True
+    if lines and re.match(r"^#\s*Name\s+Version\s+Build", lines[0]):
+        return True
     content = [line for line in lines if not line.startswith("#")]
     return bool(content) and EXPORT_RE.match(content[0]) is not None
 

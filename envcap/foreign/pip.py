@@ -30,6 +30,14 @@ def looks_like_freeze(text: str) -> bool:
                             or lines[0].startswith("-e ")) and any(PIN_RE.match(line) for line in lines)
 
 
+def looks_like_requirements(text: str) -> bool:
+    """A requirements file with ranges or bare names: what people keep, not what is installed."""
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    bare = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(?:\[[^\]]*\])?\s*(?:[<>=!~]=?.*)?$")
+    return bool(lines) and all(bare.match(line) or line.startswith("-") for line in lines) \
+        and not any(PIN_RE.match(line) for line in lines)
+
+
 def parse_freeze(text: str, origin: str) -> Snapshot:
     dists: list[Distribution] = []
     unknown: list[Unavailable] = []
