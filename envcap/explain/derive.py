@@ -43,8 +43,6 @@ COMPUTE_CAPABILITY: tuple[tuple[str, str], ...] = (
 )
 _CC_PATTERNS = tuple((re.compile(pattern), cc) for pattern, cc in COMPUTE_CAPABILITY)
 
-TORCH_TF32_KEYS = ("torch.backends.cuda.matmul.allow_tf32", "torch.backends.cudnn.allow_tf32",
-                   "torch.float32_matmul_precision")
 TF_TF32_KEY = "tensorflow.tensor_float_32_execution"
 
 

@@ -8,7 +8,7 @@ implies).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -48,7 +48,7 @@ class DiffReport:
     verdict: str = ""
     source_a: str = "probe"
     source_b: str = "probe"
-    rules: int = field(default=len(RULES))
+    rules: int = len(RULES)
 
     @property
     def significant(self) -> tuple[Finding, ...]:
@@ -92,11 +92,12 @@ def diff(a: Snapshot, b: Snapshot, rules: tuple[Rule, ...] = RULES) -> DiffRepor
             findings.append(finding)
     changed = {f.fact for f in findings}
     by_id = {rule.id: rule for rule in rules}
-    findings = [f for f in findings if not any(other in changed for other in by_id[f.rule].unless)]
+    findings = [f for f in findings
+                if not any(fnmatchcase(other, pattern) for pattern in by_id[f.rule].unless for other in changed)]
     findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], -f.weight, f.fact))
     report = DiffReport(findings=tuple(findings), compared=compared, unknown_a=tuple(unknown_a),
                         unknown_b=tuple(unknown_b), source_a=a.source, source_b=b.source, rules=len(rules))
-    return DiffReport(**{**report.__dict__, "verdict": verdict(report)})
+    return replace(report, verdict=verdict(report))
 
 
 def matches(rule: Rule, fact: str) -> bool:

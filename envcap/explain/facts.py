@@ -32,6 +32,7 @@ PRECISION_ALIASES = {
     "tf.config.experimental.tensor_float_32_execution_enabled": "tensorflow.tensor_float_32_execution",
 }
 
+ARCHITECTURES = {"amd64": "x86_64", "AMD64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "ARM64": "aarch64"}
 BLAS_FAMILIES = {
     "openblas": "openblas", "scipy-openblas": "openblas", "scipy_openblas": "openblas", "openblas64": "openblas",
     "mkl": "mkl", "mkl-rt": "mkl", "mkl_rt": "mkl", "mkl-sdl": "mkl", "intel-mkl": "mkl",
@@ -97,7 +98,7 @@ def facts_of(snapshot: Snapshot) -> FactView:
 
     c = snapshot.cpu
     if c:
-        _put(v, "cpu.architecture", c.architecture)
+        _put(v, "cpu.architecture", ARCHITECTURES.get(c.architecture or "", c.architecture))
         _put(v, "cpu.vendor", c.vendor)
         _put(v, "cpu.model_name", c.model_name)
         if c.numeric_flags is not None:
@@ -254,13 +255,14 @@ def _blas_facts(snapshot: Snapshot, v: dict[str, Any], derived: set[str]) -> Non
                 if lib.version:
                     versions.setdefault(family, lib.version)
     for key, declared in blas.declared.items():
-        if key.endswith(".lapack"):
-            continue
-        family = blas_family(declared.name)
-        if family:
-            families.add(family)
-            if declared.version and family not in versions:
-                versions[family] = declared.version
+        if key.endswith(".blas"):
+            family = blas_family(declared.name)
+            if family:
+                families.add(family)
+                if declared.version and family not in versions:
+                    versions[family] = declared.version
+        elif not key.endswith(".lapack"):
+            v[f"build.{key}"] = declared.name  # torch.onednn, torch.parallel: how a framework was built
     pools = [p for p in (blas.threadpools or ()) if p.user_api == "blas"]
     for pool in pools:
         family = blas_family(pool.internal_api)
@@ -280,14 +282,13 @@ def _blas_facts(snapshot: Snapshot, v: dict[str, Any], derived: set[str]) -> Non
     archs = {p.architecture for p in pools if p.architecture}
     if archs:
         v["blas.architecture"] = " + ".join(sorted(archs))
-    threads = {p.num_threads for p in pools if p.num_threads}
-    if threads:
-        v["blas.num_threads"] = max(threads)
-        return
-    guess = default_blas_threads(snapshot, families)
-    if guess is not None:
-        v["blas.num_threads"] = guess
-        derived.add("blas.num_threads")
+    measured = {blas_family(p.internal_api): p.num_threads for p in pools if p.num_threads}
+    for family in sorted(families):
+        threads = measured.get(family) or default_blas_threads(snapshot, family)
+        if threads is not None:
+            v[f"blas.{family}.threads"] = threads
+            if family not in measured:
+                derived.add(f"blas.{family}.threads")
 
 
 # Which variables each BLAS reads for its thread count, in its own order of precedence, and whether
@@ -300,13 +301,10 @@ BLAS_THREAD_VARIABLES = {
 }
 
 
-def default_blas_threads(snapshot: Snapshot, families: set[str]) -> int | None:
-    """The thread count the one BLAS in use will pick, from the variables it reads, else its default."""
-    if len(families) != 1 or snapshot.env is None:
-        return None
-    (family,) = families
+def default_blas_threads(snapshot: Snapshot, family: str) -> int | None:
+    """The thread count a BLAS will pick, from the variables it reads, else its default."""
     spec = BLAS_THREAD_VARIABLES.get(family)
-    if spec is None:
+    if spec is None or snapshot.env is None:
         return None
     names, default = spec
     for name in names:
@@ -327,11 +325,12 @@ _HOW = {
     "gpu.compute_capability": "compute capability from the GPU's model name (NVIDIA's table)",
     "torch.cuda_build": "CUDA build from the torch version's tag (such as +cu121)",
     "cuda.cudnn": "cuDNN from the conda build string of pytorch",
-    "blas.num_threads": "BLAS threads from the variables the BLAS reads, else its default (the core count)",
 }
 
 
 def how_derived(fact: str) -> str:
     if fact.startswith("precision."):
         return "the default of the installed framework version, not a measured setting"
+    if fact.startswith("blas.") and fact.endswith(".threads"):
+        return "threads from the variables this BLAS reads, else its default (the core count)"
     return _HOW.get(fact, "inferred, not read")

@@ -56,7 +56,7 @@ class Rule:
     when: tuple[Cond | AnyOf | AllOf, ...] = ()
     otherwise: str | None = "info"
     threshold: float | None = None
-    unless: tuple[str, ...] = ()  # facts whose own finding already explains this one
+    unless: tuple[str, ...] = ()  # facts (patterns) whose own finding already explains this one
     factor: str = ""
     when_text: str = ""  # the condition in words, for the report when it cannot be checked
     names: tuple[str, ...] = ()  # with a family pattern (pkg.*, env.*): the member names it covers
@@ -422,7 +422,7 @@ RULES: tuple[Rule, ...] = (
     Rule("blas-other-version", "blas.*.version", "version", VERSION_LOW,
          "BLAS releases change kernels.",
          "install the same BLAS version", R_BLAS_BACKEND, weight=40, factor="F21"),
-    Rule("blas-threads", "blas.num_threads", "equal", MED,
+    Rule("blas-threads", "blas.*.threads", "equal", MED,
          "The BLAS splits matrix products and reductions by its thread count, so results change with it.",
          "set the variable this BLAS reads (OPENBLAS_NUM_THREADS or MKL_NUM_THREADS) to the same value on both "
          "sides", "https://github.com/scikit-learn/scikit-learn/issues/18790", weight=74, factor="F23"),
@@ -432,6 +432,10 @@ RULES: tuple[Rule, ...] = (
     Rule("blas-architecture", "blas.architecture", "equal", MED,
          "OpenBLAS picked a different kernel family for the CPU (for example Haswell vs SkylakeX).",
          "set OPENBLAS_CORETYPE to the same core on both sides", R_OPENBLAS_ISA, weight=66, factor="F22"),
+    Rule("torch-build-config", "build.torch.*", "equal", MED,
+         "torch built with another oneDNN or threading backend (OpenMP or native) runs other CPU kernels and "
+         "splits reductions differently.",
+         "install the same torch build on both sides", R_CPU_THREADS, weight=55, factor="F27"),
     Rule("openmp-runtime", "openmp.runtime", "set", LOW,
          "A different OpenMP runtime (GNU, Intel, LLVM) schedules threads differently.",
          "install the same wheels on both sides", R_MKL_REPRO, weight=30, factor="F23"),
@@ -463,10 +467,10 @@ RULES: tuple[Rule, ...] = (
     Rule("cpu-usable-cores", "cpu.usable_cores", "equal", LOW,
          "A different number of usable cores changes the default thread counts of BLAS and OpenMP pools.",
          "pin the thread variables (OMP_NUM_THREADS, MKL_NUM_THREADS, OPENBLAS_NUM_THREADS)", R_MKL_REPRO,
-         weight=45, unless=("blas.num_threads",), factor="F23"),
+         weight=45, unless=("blas.*.threads",), factor="F23"),
     Rule("cpu-cores", "cpu.*_cores", "equal", LOW,
          "A different core count changes the default thread counts of BLAS and OpenMP pools.",
-         "pin the thread variables", R_MKL_REPRO, weight=35, unless=("blas.num_threads", "cpu.usable_cores"),
+         "pin the thread variables", R_MKL_REPRO, weight=35, unless=("blas.*.threads", "cpu.usable_cores"),
          factor="F23"),
 
     # ---- OS, libc and Python

@@ -143,15 +143,15 @@ def test_thread_variable_matters_for_the_backend_that_reads_it() -> None:
     openblas = by_fact(diff(snap(blas=("openblas",)), snap(blas=("openblas",), env={"OPENBLAS_NUM_THREADS": "2"})))
     mkl = by_fact(diff(snap(blas=("mkl",)), snap(blas=("mkl",), env={"OPENBLAS_NUM_THREADS": "2"})))
     assert openblas["env.OPENBLAS_NUM_THREADS"].severity == "medium"
-    assert openblas["blas.num_threads"].a == 8 and openblas["blas.num_threads"].b == 2
+    assert openblas["blas.openblas.threads"].a == 8 and openblas["blas.openblas.threads"].b == 2
     assert mkl["env.OPENBLAS_NUM_THREADS"].severity == "info"
-    assert "blas.num_threads" not in mkl  # MKL does not read it: its thread count is unchanged
+    assert "blas.openblas.threads" not in mkl and "blas.mkl.threads" not in mkl  # MKL does not read it: its thread count is unchanged
 
 
 def test_effective_blas_threads_follow_the_core_count_when_no_variable_is_set() -> None:
     found = by_fact(diff(snap(cores=2), snap(cores=8)))
-    assert found["blas.num_threads"].severity == "medium"
-    assert found["blas.num_threads"].derived == ("A", "B")
+    assert found["blas.openblas.threads"].severity == "medium"
+    assert found["blas.openblas.threads"].derived == ("A", "B")
     assert "cpu.logical_cores" not in found  # explained by the thread count
 
 

@@ -22,7 +22,7 @@ DECIDING_FACTS = (
     "precision.torch.backends.cudnn.deterministic", "precision.torch.deterministic_algorithms",
     "env.NVIDIA_TF32_OVERRIDE", "env.TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "env.CUBLAS_WORKSPACE_CONFIG",
     "env.PYTHONHASHSEED", "env.TF_DETERMINISTIC_OPS", "env.XLA_FLAGS", "blas.backend", "blas.openblas.version",
-    "blas.mkl.version", "blas.threading_layer", "blas.num_threads", "env.OMP_NUM_THREADS", "env.MKL_NUM_THREADS",
+    "blas.mkl.version", "blas.threading_layer", "blas.openblas.threads", "env.OMP_NUM_THREADS", "env.MKL_NUM_THREADS",
     "env.OPENBLAS_NUM_THREADS", "env.MKL_CBWR", "cpu.vendor", "cpu.isa", "cpu.architecture", "pkg.numpy", "pkg.torch",
     "pkg.jax", "pkg.jaxlib", "pkg.tensorflow", "pkg.scikit-learn", "pkg.scipy", "os.libc_version",
     "python.version", "gpu.count", "env.WORLD_SIZE", "gpu.sm_count", "env.NCCL_ALGO", "env.ATEN_CPU_CAPABILITY",
