@@ -25,6 +25,7 @@ import json
 import os
 import secrets
 import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -34,7 +35,7 @@ from typing import Any
 from envcap import __version__, hook
 from envcap._serde import ShapeError, from_json, to_json
 from envcap.engine import ContainerEngine, Mount, OutputCallback, RunResult, RunSpec
-from envcap.errors import EnvcapError, ProbeError, ReplayError, UsageError
+from envcap.errors import EnvcapError, ReplayError, UsageError
 from envcap.model import GitState, Gpu, OutputFingerprint, Snapshot, dumps, snapshot_to_dict
 from envcap.outputs import OutputComparison, fingerprint, keep_copies, resolve
 from envcap.outputs import compare as compare_outputs
@@ -242,6 +243,41 @@ def _write_memo(folder: Path, data: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------ probe
+
+class _ProbeJob:
+    """The in-container probe, run now or in a thread beside the workload.
+
+    Why a thread for CPU replays: the probe's container costs as much as the workload's start
+    (~0.5 s); run one after the other, they would double replay's overhead over ``docker run``. It
+    reads static facts, so running it beside the workload changes nothing it reports.
+    """
+
+    def __init__(self, engine: ContainerEngine, spec: RunSpec, *, deep: bool, image: str) -> None:
+        self.engine, self.spec, self.deep, self.image = engine, spec, deep, image
+        self.snapshot: Snapshot | None = None
+        self.problem: str | None = None
+        self.thread: threading.Thread | None = None
+
+    def run(self) -> None:
+        try:
+            self.snapshot = probe_in_container(self.engine, self.spec, deep=self.deep, image=self.image)
+        except EnvcapError as exc:
+            self.problem = exc.message
+        except Exception as exc:  # noqa: BLE001 - in a thread: reported, never lost
+            self.problem = f"{type(exc).__name__}: {exc}"
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self.run, name="envcap-replay-probe", daemon=True)
+        self.thread.start()
+
+    def wait(self, warnings: list[str]) -> Snapshot | None:
+        if self.thread is not None:
+            self.thread.join()
+        if self.problem:
+            warnings.append(f"the image could not be probed, so nothing is compared: {self.problem}")
+            self.problem = None
+        return self.snapshot
+
 
 def probe_in_container(engine: ContainerEngine, spec: RunSpec, *, deep: bool, image: str) -> Snapshot:
     """Snapshot B: the lock's own probe, piped into the image's python3 (envcap is not installed there)."""
@@ -580,23 +616,19 @@ def _replay(state: _State, engine: ContainerEngine, on_output: OutputCallback | 
     base = RunSpec(image=image_id, command=request.command, workdir=cwd, user=state.user, env=env,
                    mounts=(Mount(cwd, cwd),), gpus=state.gpus, labels={REPLAY_LABEL: state.replay_id}, init=True)
 
-    # 3. snapshot B, by the same probe
+    # 3. snapshot B, by the same probe: before the workload where the GPU check needs it, else beside it
     deep = lock.torch_runtime is not None or bool(lock.blas and lock.blas.threadpools is not None)
-    try:
-        replay_snapshot: Snapshot | None = probe_in_container(engine, base, deep=deep, image=image)
-    except ProbeError as exc:
-        replay_snapshot = None
-        state.warnings.append(f"the image could not be probed, so nothing is compared: {exc.message}")
-    state.replay_snapshot = replay_snapshot
-
-    # 4. pre-flight, the part that asks the image: GPU architectures
+    probe = _ProbeJob(engine, base, deep=deep, image=image)
     if state.gpus:
+        probe.run()
+        state.replay_snapshot = probe.wait(state.warnings)
+        # 4. pre-flight, the part that asks the image: GPU architectures
         arch_list: list[str] | None = None
-        has_torch = lock.distribution("torch") is not None
+        replay_snapshot = state.replay_snapshot
         if replay_snapshot is not None and replay_snapshot.torch_runtime is not None \
                 and replay_snapshot.torch_runtime.arch_list is not None:
             arch_list = list(replay_snapshot.torch_runtime.arch_list)
-        elif has_torch:
+        elif lock.distribution("torch") is not None:
             arch_list, problem = ask_arch_list(engine, base)
             if problem:
                 state.warnings.append(problem)
@@ -604,7 +636,20 @@ def _replay(state: _State, engine: ContainerEngine, on_output: OutputCallback | 
         _fail_fast(state)
     else:
         state.checks = (check_gpu_runtime(gpus=False, engine_has_runtime=False, endpoint=engine.endpoint),)
+        probe.start()
+    try:
+        _run_workload(state, engine, base, env, on_output)
+    finally:
+        if state.replay_snapshot is None:
+            state.replay_snapshot = probe.wait(state.warnings)
+    last = state.runs[-1]
+    status, message = describe_exit(last.exit_code, last.oom_killed, request.command, image)
+    return _save(state, status=status, message=message)
 
+
+def _run_workload(state: _State, engine: ContainerEngine, base: RunSpec, env: dict[str, str],
+                  on_output: OutputCallback | None) -> None:
+    request = state.request
     # 5. the workload, --repeat times
     pythonpath = env.get("PYTHONPATH")
     uid, _, gid = state.user.partition(":")
@@ -631,9 +676,6 @@ def _replay(state: _State, engine: ContainerEngine, on_output: OutputCallback | 
             state.precision = hook.read_records(hook_dir)
         if code != 0:
             break
-    last = state.runs[-1]
-    status, message = describe_exit(last.exit_code, last.oom_killed, request.command, image)
-    return _save(state, status=status, message=message)
 
 
 def _fs_now(folder: Path) -> int:

@@ -1,0 +1,114 @@
+"""How much does ``envcap replay`` cost over ``docker run`` of the same trivial command?
+
+Why a script and not a test: wall-clock numbers depend on the machine and its load; the suite never
+asserts them. Issue 4's target: the replay's overhead (the in-container probe, the comparison with
+the lock and the report included) is at most 1 s over ``docker run`` of the same command.
+
+    python bench/bench_replay.py                       # sets up the example once (cached), then times
+    python bench/bench_replay.py --runs 9 --base-image envcap-test-base:bookworm
+
+Set-up, once, under bench/.work/replay (git-ignored): the example training project, a venv with its
+requirements, ``envcap snapshot`` of it and ``envcap build --base-image IMG`` (no registry needed).
+
+Timed, each in a fresh process with output discarded, interleaved in every round, medians:
+  docker run   docker run --rm --init -v P:P -w P -u UID:GID -e HOME=/tmp IMAGE python -c pass
+  replay       envcap replay P/.envcap -- python -c pass   (same mount, user, init; plus probe and report)
+  envcap CLI   envcap --version                            (for reference: the CLI's own start-up)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+WORK = HERE / ".work" / "replay"
+PROJECT = WORK / "project"
+TARGET_OVERHEAD_S = 1.0
+COMMAND = ("python", "-c", "pass")
+
+
+def envcap_script() -> str:
+    """The console script beside this interpreter (how a user runs envcap), else ``python -m``."""
+    script = Path(sys.executable).with_name("envcap")
+    return str(script) if script.exists() else ""
+
+
+def envcap_argv(*args: str) -> list[str]:
+    script = envcap_script()
+    return [script, *args] if script else [sys.executable, "-m", "envcap.cli", *args]
+
+
+def setup(base_image: str) -> str:
+    """The example project, its snapshot and image, made once; returns the image id."""
+    marker = WORK / ".ready"
+    if marker.exists() and json.loads(marker.read_text()).get("base_image") == base_image:
+        return str(json.loads(marker.read_text())["image"])
+    shutil.rmtree(WORK, ignore_errors=True)
+    PROJECT.mkdir(parents=True)
+    for name in ("train.py", "requirements.txt"):
+        shutil.copy(REPO / "examples" / "train" / name, PROJECT / name)
+    subprocess.run([sys.executable, "-m", "venv", str(PROJECT / ".venv")], check=True)
+    subprocess.run([str(PROJECT / ".venv" / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                    "--disable-pip-version-check", "-r", "requirements.txt"], cwd=PROJECT, check=True)
+    subprocess.run(envcap_argv("snapshot", "--python", ".venv/bin/python"), cwd=PROJECT, check=True,
+                   stdout=subprocess.DEVNULL)
+    done = subprocess.run(envcap_argv("build", "--base-image", base_image, "--json"), cwd=PROJECT, check=True,
+                          capture_output=True, text=True)
+    image = json.loads(done.stdout)["image"]
+    marker.write_text(json.dumps({"base_image": base_image, "image": image}))
+    return str(image)
+
+
+def timed(argv: Sequence[str], cwd: Path) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(list(argv), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          stdin=subprocess.DEVNULL, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.decode()[-800:]}")
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7, help="rounds (each runs every case once), at least 5")
+    parser.add_argument("--base-image", default=os.environ.get("ENVCAP_TEST_BASE_IMAGE", "envcap-test-base:bookworm"))
+    args = parser.parse_args()
+    runs = max(5, args.runs)
+    image = setup(args.base_image)
+    project = str(PROJECT)
+    cases = {
+        "docker run": ["docker", "run", "--rm", "--init", "-v", f"{project}:{project}", "-w", project,
+                       "-u", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp", image, *COMMAND],
+        "envcap replay": envcap_argv("replay", str(PROJECT / ".envcap"), "--", *COMMAND),
+        "envcap --version": envcap_argv("--version"),
+    }
+    for argv in cases.values():  # warm-up: image layers, page cache, the replay's image memo
+        timed(argv, PROJECT)
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(runs):
+        for name, argv in cases.items():
+            times[name].append(timed(argv, PROJECT))
+    print(f"{runs} interleaved rounds, medians (min-max), seconds:")
+    for name, values in times.items():
+        print(f"  {name:18} {statistics.median(values):6.3f}  ({min(values):.3f}-{max(values):.3f})")
+    docker, replay = statistics.median(times["docker run"]), statistics.median(times["envcap replay"])
+    overhead = replay - docker
+    verdict = "meets" if overhead <= TARGET_OVERHEAD_S else "MISSES"
+    print(f"replay overhead over docker run: {overhead:+.3f} s ({replay / docker:.2f}x); "
+          f"target <= {TARGET_OVERHEAD_S:.1f} s: {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
