@@ -320,9 +320,13 @@ def profile(cli: list[str], tmp: Path, top: int) -> None:
     import pstats
 
     buffer = io.StringIO()
-    pstats.Stats(str(prof), stream=buffer).sort_stats("cumulative").print_stats(top)
-    print("\n### cProfile of the CLI process (cumulative; the probe runs in a child process, see below)")
+    pstats.Stats(str(prof), stream=buffer).sort_stats("cumulative").print_stats("envcap", top)
+    print("\n### cProfile of the CLI process, envcap's functions by cumulative time (the probe is a child process)")
     print("\n".join(line for line in buffer.getvalue().splitlines() if line.strip())[:6000])
+    buffer = io.StringIO()
+    pstats.Stats(str(prof), stream=buffer).sort_stats("tottime").print_stats(15)
+    print("\n### cProfile of the CLI process, by own time")
+    print("\n".join(line for line in buffer.getvalue().splitlines() if line.strip())[:4000])
     probe = Path(__file__).resolve().parent.parent / "envcap" / "probe" / "_probe.py"
     cache_file = WORK / "probe-profile-cache.json"
     subprocess.run([python, str(probe), "--cache", str(cache_file)], stdout=subprocess.DEVNULL, check=True)
