@@ -189,16 +189,12 @@ def _gpu_facts(snapshot: Snapshot, v: dict[str, Any]) -> None:
         return
     _put(v, "gpu.driver", gpu.driver_version)
     _put(v, "gpu.cuda_driver", gpu.cuda_driver_version)
-    if gpu.status in ("no-gpu", "no-driver"):
-        v["gpu.count"] = 0
-        v["gpu.model"] = None
-        return
-    if gpu.status != "ok" and not gpu.devices:
+    if gpu.status != "ok" and not gpu.devices and gpu.status not in ("no-gpu", "no-driver"):
         return  # NVML missing or failing: whether there is a GPU is unknown
     devices = gpu.devices
     v["gpu.count"] = len(devices)
-    if not devices:
-        v["gpu.model"] = None
+    if not devices:  # known to have none: no model, no compute capability (TF32 cannot apply)
+        v["gpu.model"] = v["gpu.compute_capability"] = None
         return
     names = sorted({d.name for d in devices})
     v["gpu.model"] = " + ".join(names)

@@ -9,14 +9,15 @@ everything else stays unknown. Formats from PyTorch 1.0 to today are read.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from envcap.foreign._common import collected, dedupe, distribution, fail
+from envcap.foreign.conda import Row, interpret
 from envcap.model import (
     Blas,
     Cpu,
     CudaComponent,
     CudaStack,
-    DeclaredBlas,
     Distribution,
     Gpu,
     GpuDevice,
@@ -39,7 +40,6 @@ KEY_RE = re.compile(r"^(" + "|".join(re.escape(k) for k in KEYS) + r"):\s*(.*)$"
 LIB_RE = re.compile(r"^\[(pip3?|conda)\]\s+(.*)$")
 GPU_RE = re.compile(r"^GPU (\d+):\s*(.+?)\s*$")
 CUDNN_FILE_RE = re.compile(r"libcudnn\.so\.(\d+(?:\.\d+){0,2})\b")
-CONDA_TORCH_BUILD_RE = re.compile(r"cuda(\d+\.\d+)(?:.*?_cudnn(\d+(?:\.\d+)*))?")
 DISTRO_RE = re.compile(r"^(Ubuntu) (\d+\.\d+)|^(Debian) GNU/Linux (\d+)|^(CentOS) Linux (\d+)|^(Fedora) .*?(\d+)")
 PLATFORM_RE = re.compile(r"^(Linux|Darwin|macOS|Windows)-(.+?)-(x86_64|aarch64|arm64|AMD64|i686|ppc64le|s390x)\b")
 
@@ -101,104 +101,97 @@ def parse(text: str, origin: str) -> Snapshot:
 
 def _snapshot(fields: dict[str, str], gpus: list[GpuDevice], cudnn_files: list[str], cpu: dict[str, str],
               libs: list[tuple[str, str, int]], origin: str) -> Snapshot:
-    derived: list[str] = []
-    unavailable: list[Unavailable] = []
-    dists: list[Distribution] = []
-    components: dict[str, CudaComponent] = {}
-    declared: dict[str, DeclaredBlas] = {}
-
     torch_version = collected(fields.get("PyTorch version"))
-    if torch_version:
-        dists.append(distribution("torch", torch_version, origin=origin))
-    conda_torch_build = None
+    pip_dists, conda_rows = _libraries(libs, origin)
+    conda = interpret(conda_rows, origin)
+    unavailable: list[Unavailable] = []
+    torch_build = _torch_build(fields, torch_version)
+    from_conda = False  # the CUDA build implied by the conda pytorch build string, where not stated
+    if torch_version and torch_build is None:
+        if conda.torch_build is not None:
+            torch_build, from_conda = replace(conda.torch_build, version=torch_version), True
+        else:
+            unavailable.append(Unavailable("torch.cuda_build", "collect_env could not say which CUDA built torch"))
+    derived = [d for d in conda.derived if d != "cuda.torch.cuda" or from_conda]
+    components = dict(conda.components)
+    if "cudnn" not in components:
+        cudnn = _system_cudnn(collected(fields.get("cuDNN version")), cudnn_files)
+        if cudnn:
+            components["cudnn"] = cudnn
+    # collect_env's "CUDA runtime version" is the system nvcc's, not the runtime torch loads.
+    runtime = collected(fields.get("CUDA runtime version"))
+    nvcc = ToolVersion(path="nvcc", version=runtime) if runtime and re.match(r"^\d+(\.\d+)*$", runtime) else None
+    dists = ([distribution("torch", torch_version, origin=origin)] if torch_version else []) + pip_dists + conda.dists
+    platform_match = PLATFORM_RE.match(fields.get("Python platform", ""))
+    toolchain = Toolchain(gcc=_tool("gcc", fields.get("GCC version")), clang=_tool("clang", fields.get("Clang version")),
+                          cmake=_tool("cmake", fields.get("CMake version")))
+    cuda = CudaStack(components=components, torch=torch_build, nvcc=nvcc) \
+        if components or torch_build or nvcc else None
+    return Snapshot(source=SOURCE, python=_python(fields, platform_match), distributions=dedupe(dists),
+                    os=_os(fields, platform_match), cpu=_cpu(cpu), gpu=_gpu(fields, gpus), cuda=cuda,
+                    blas=Blas(declared={"conda.blas": conda.blas}) if conda.blas else None, toolchain=toolchain,
+                    derived=tuple(dict.fromkeys(derived)), unavailable=tuple(unavailable))
+
+
+def _libraries(libs: list[tuple[str, str, int]], origin: str) -> tuple[list[Distribution], list[Row]]:
+    """``[pip3] name==version`` lines and ``[conda] name version build channel`` rows."""
     pip_dists: list[Distribution] = []
-    conda_dists: list[Distribution] = []
+    conda_rows: list[Row] = []
     for kind, rest, number in libs:
         if rest.lower().startswith("could not collect"):
             continue
         if kind.startswith("pip"):
-            if "==" not in rest:
-                continue
-            name, _, version = rest.partition("==")
-            pip_dists.append(distribution(name, version, installer="pip", origin=origin, line=number))
+            name, sep, version = rest.partition("==")
+            if sep:
+                pip_dists.append(distribution(name, version, installer="pip", origin=origin, line=number))
             continue
         parts = rest.split()
-        if len(parts) < 2:
-            continue
-        name, version = parts[0], parts[1]
-        build = parts[2] if len(parts) > 2 else ""
-        if name == "pytorch":
-            name, conda_torch_build = "torch", build
-        if name in ("blas", "libblas") and build:
-            family = re.sub(r"^.*_", "", build) if name == "libblas" else build
-            if family in ("mkl", "openblas", "blis", "accelerate", "netlib"):
-                declared["conda.blas"] = DeclaredBlas(name=family)
-        if name == "cudatoolkit":
-            components["cuda_runtime"] = CudaComponent(version=version, source="conda", where="cudatoolkit")
-        if name == "cudnn":
-            components["cudnn"] = CudaComponent(version=version, source="conda", where="cudnn")
-        if name == "nccl":
-            components["nccl"] = CudaComponent(version=version, source="conda", where="nccl")
-        conda_dists.append(distribution(name, version, installer="conda", origin=origin, line=number))
-    dists += pip_dists + conda_dists
+        if len(parts) >= 2:  # a name and a version at least
+            conda_rows.append((parts[0], parts[1], parts[2] if len(parts) > 2 else "", number))
+    return pip_dists, conda_rows
 
-    build_cuda = fields.get("CUDA used to build PyTorch")
-    torch_build = None
-    if torch_version:
-        stated = collected(build_cuda)
-        if stated is not None:
-            torch_build = TorchBuild(version=torch_version, cuda=stated, debug=_bool(fields.get("Is debug build")),
-                                     hip=collected(fields.get("ROCM used to build PyTorch")))
-        elif build_cuda is not None and build_cuda.strip().lower() == "none":
-            torch_build = TorchBuild(version=torch_version, cuda=None, debug=_bool(fields.get("Is debug build")))
-        else:
-            unavailable.append(Unavailable("torch.cuda_build", "collect_env could not say which CUDA built torch"))
-    if conda_torch_build:
-        match = CONDA_TORCH_BUILD_RE.search(conda_torch_build)
-        if match and torch_build is None:
-            torch_build = TorchBuild(version=torch_version, cuda=match.group(1))
-            derived.append("cuda.torch.cuda")
-        if match and match.group(2) and "cudnn" not in components:
-            components["cudnn"] = CudaComponent(version=match.group(2), source="conda", where="pytorch build")
-            derived.append("cuda.components.cudnn")
 
-    # collect_env's "CUDA runtime version" is the system nvcc's, not the runtime torch loads.
-    runtime = collected(fields.get("CUDA runtime version"))
-    nvcc = ToolVersion(path="nvcc", version=runtime) if runtime and re.match(r"^\d+(\.\d+)*$", runtime) else None
-    cudnn_text = collected(fields.get("cuDNN version"))
-    versions = sorted(set(cudnn_files))
-    if "cudnn" not in components:
-        if len(versions) == 1:
-            components["cudnn"] = CudaComponent(version=versions[0], source="system", where="libcudnn")
-        elif cudnn_text and re.match(r"^\d+(\.\d+)+$", cudnn_text):
-            components["cudnn"] = CudaComponent(version=cudnn_text, source="system")
+def _torch_build(fields: dict[str, str], torch_version: str | None) -> TorchBuild | None:
+    """What "CUDA used to build PyTorch" states: a version, "None" (a CPU build), or nothing known."""
+    if not torch_version:
+        return None
+    stated = fields.get("CUDA used to build PyTorch")
+    debug = _bool(fields.get("Is debug build"))
+    if collected(stated) is not None:
+        return TorchBuild(version=torch_version, cuda=collected(stated), debug=debug,
+                          hip=collected(fields.get("ROCM used to build PyTorch")))
+    if stated is not None and stated.strip().lower() == "none":
+        return TorchBuild(version=torch_version, cuda=None, debug=debug)
+    return None
 
-    gpu = None
+
+def _system_cudnn(text: str | None, files: list[str]) -> CudaComponent | None:
+    """cuDNN as a version, or as the one version among the libcudnn.so files collect_env lists."""
+    versions = sorted(set(files))
+    if len(versions) == 1:
+        return CudaComponent(version=versions[0], source="system", where="libcudnn")
+    if text and re.match(r"^\d+(\.\d+)+$", text):
+        return CudaComponent(version=text, source="system")
+    return None
+
+
+def _gpu(fields: dict[str, str], gpus: list[GpuDevice]) -> Gpu | None:
     driver = collected(fields.get("Nvidia driver version"))
-    models = fields.get("GPU models and configuration")
     if gpus:
-        gpu = Gpu(status="ok", binding=SOURCE, driver_version=driver, devices=tuple(gpus))
-    elif driver or models is not None:
-        gpu = Gpu(status="error", reason="collect_env listed no GPU model", binding=SOURCE, driver_version=driver)
+        return Gpu(status="ok", binding=SOURCE, driver_version=driver, devices=tuple(gpus))
+    if driver or "GPU models and configuration" in fields:
+        return Gpu(status="error", reason="collect_env listed no GPU model", binding=SOURCE, driver_version=driver)
+    return None
 
-    python = None
-    version_text = fields.get("Python version", "")
-    py_match = re.match(r"^(\d+\.\d+(?:\.\d+)?)", version_text)
-    platform_match = PLATFORM_RE.match(fields.get("Python platform", ""))
-    if py_match:
-        bits = re.search(r"\((\d+)-bit runtime\)", version_text)
-        python = PythonEnv(version=py_match.group(1), bits=int(bits.group(1)) if bits else None,
-                           machine=platform_match.group(3) if platform_match else None)
 
-    os_info = _os(fields, platform_match)
-    toolchain = Toolchain(gcc=_tool("gcc", fields.get("GCC version")), clang=_tool("clang", fields.get("Clang version")),
-                          cmake=_tool("cmake", fields.get("CMake version")))
-    cuda = CudaStack(components=components, torch=torch_build, nvcc=nvcc) if components or torch_build or nvcc \
-        else None
-    blas = Blas(declared=declared) if declared else None
-    return Snapshot(source=SOURCE, python=python, distributions=dedupe(dists), os=os_info, cpu=_cpu(cpu),
-                    gpu=gpu, cuda=cuda, blas=blas, toolchain=toolchain, derived=tuple(derived),
-                    unavailable=tuple(unavailable))
+def _python(fields: dict[str, str], platform_match: re.Match[str] | None) -> PythonEnv | None:
+    text = fields.get("Python version", "")
+    match = re.match(r"^(\d+\.\d+(?:\.\d+)?)", text)
+    if not match:
+        return None
+    bits = re.search(r"\((\d+)-bit runtime\)", text)
+    return PythonEnv(version=match.group(1), bits=int(bits.group(1)) if bits else None,
+                     machine=platform_match.group(3) if platform_match else None)
 
 
 def _bool(value: str | None) -> bool | None:

@@ -2,23 +2,52 @@
 
 Why conda separately: conda environments carry their own CUDA toolkit, cuDNN and BLAS variant as
 packages, so this report states facts a ``pip freeze`` cannot: ``blas=1.0=mkl`` names the BLAS,
-``cudatoolkit=11.3.1`` the CUDA runtime, and the pytorch build string its CUDA and cuDNN.
+``cudatoolkit=11.3.1`` the CUDA runtime, and the pytorch build string its CUDA and cuDNN. The same
+reading serves the ``[conda]`` lines of a ``collect_env`` report.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
 from envcap.foreign._common import dedupe, distribution, fail
-from envcap.model import Blas, Cpu, CudaComponent, CudaStack, DeclaredBlas, OsInfo, PythonEnv, Snapshot, TorchBuild
+from envcap.model import (
+    Blas,
+    Cpu,
+    CudaComponent,
+    CudaStack,
+    DeclaredBlas,
+    Distribution,
+    OsInfo,
+    PythonEnv,
+    Snapshot,
+    TorchBuild,
+)
 
 EXPORT_RE = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9._-]*)=([^=\s]+)=(\S+)$")
 TABLE_RE = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9._-]*)\s+(\S+)\s+(\S+)(?:\s+(\S+))?$")
 PLATFORMS = {"linux-64": ("Linux", "x86_64"), "linux-aarch64": ("Linux", "aarch64"), "linux-ppc64le": ("Linux", "ppc64le"),
-             "osx-64": ("Darwin", "x86_64"), "osx-arm64": ("Darwin", "arm64"), "win-64": ("Windows", "x86_64")}
+             "osx-64": ("Darwin", "x86_64"), "osx-arm64": ("Darwin", "aarch64"), "win-64": ("Windows", "x86_64")}
 ALIASES = {"pytorch": "torch", "pytorch-gpu": "torch", "pytorch-cpu": "torch"}
 TORCH_BUILD_RE = re.compile(r"cuda(\d+\.\d+)(?:.*?_cudnn(\d+(?:\.\d+)*))?")
 BLAS_VARIANTS = ("mkl", "openblas", "blis", "accelerate", "netlib")
+CUDA_PACKAGES = {"cudatoolkit": "cuda_runtime", "cuda-cudart": "cuda_runtime", "cuda-runtime": "cuda_runtime",
+                 "cudnn": "cudnn", "nccl": "nccl"}
+
+Row = tuple[str, str, str, int]  # name, version, build, line number
+
+
+@dataclass
+class CondaFacts:
+    """What a list of conda packages states beyond names and versions."""
+
+    dists: list[Distribution] = field(default_factory=list)
+    components: dict[str, CudaComponent] = field(default_factory=dict)
+    blas: DeclaredBlas | None = None
+    torch_build: TorchBuild | None = None
+    python: PythonEnv | None = None
+    derived: list[str] = field(default_factory=list)
 
 
 def looks_like(text: str) -> bool:
@@ -31,17 +60,53 @@ def looks_like(text: str) -> bool:
     return bool(content) and EXPORT_RE.match(content[0]) is not None
 
 
+def interpret(rows: list[Row], origin: str) -> CondaFacts:
+    facts = CondaFacts()
+    for name, version, build, number in rows:
+        name = ALIASES.get(name, name)
+        facts.dists.append(distribution(name, version, installer="conda", origin=origin, line=number))
+        if name == "python":
+            facts.python = PythonEnv(version=version, implementation="pypy" if "pypy" in build else "cpython")
+        elif name == "torch":
+            _torch(facts, version, build)
+        elif name in CUDA_PACKAGES:
+            component = CUDA_PACKAGES[name]
+            facts.components[component] = CudaComponent(version=version, source="conda", where=name)
+            if component == "cudnn" and "cuda.components.cudnn" in facts.derived:
+                facts.derived.remove("cuda.components.cudnn")  # stated outranks implied
+        elif name in ("blas", "libblas"):
+            variant = build.rsplit("_", 1)[-1]  # blas=1.0=mkl, libblas=3.9.0=16_linux64_openblas
+            if variant in BLAS_VARIANTS:
+                facts.blas = DeclaredBlas(name=variant)
+    mkl = next((d.version for d in facts.dists if d.name == "mkl"), None)
+    if facts.blas and facts.blas.name == "mkl" and mkl:
+        facts.blas = DeclaredBlas(name="mkl", version=mkl)
+    return facts
+
+
+def _torch(facts: CondaFacts, version: str, build: str) -> None:
+    """pytorch's build string names the CUDA and cuDNN it was built with (py3.9_cuda11.3_cudnn8.2.0_0)."""
+    match = TORCH_BUILD_RE.search(build)
+    if match:
+        facts.torch_build = TorchBuild(version=version, cuda=match.group(1))
+        facts.derived.append("cuda.torch.cuda")
+        if match.group(2) and "cudnn" not in facts.components:
+            facts.components["cudnn"] = CudaComponent(version=match.group(2), source="conda", where="pytorch build")
+            facts.derived.append("cuda.components.cudnn")
+    elif build.startswith("cpu") or "_cpu_" in build:
+        facts.torch_build = TorchBuild(version=version, cuda=None)
+
+
 def parse(text: str, origin: str) -> Snapshot:
     platform = None
-    rows: list[tuple[str, str, str, int]] = []
+    rows: list[Row] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line:
             continue
         if line.startswith("#"):
             match = re.match(r"^#\s*platform:\s*(\S+)", line)
-            if match:
-                platform = match.group(1)
+            platform = match.group(1) if match else platform
             continue
         if line.startswith("@EXPLICIT") or "://" in line:
             raise fail(f"{origin} is a `conda list --explicit` file of URLs; expected `conda list --export` output.",
@@ -53,51 +118,11 @@ def parse(text: str, origin: str) -> Snapshot:
         rows.append((match.group(1), match.group(2), match.group(3), number))
     if not rows:
         raise fail(f"{origin} lists no packages: expected `conda list --export` output.")
-
-    dists = []
-    components: dict[str, CudaComponent] = {}
-    declared: dict[str, DeclaredBlas] = {}
-    torch_build = None
-    python = None
-    derived: list[str] = []
-    for name, version, build, number in rows:
-        name = ALIASES.get(name, name)
-        if name == "python":
-            python = PythonEnv(version=version, implementation="cpython" if "pypy" not in build else "pypy")
-        if name == "torch":
-            match = TORCH_BUILD_RE.search(build)
-            if match:
-                torch_build = TorchBuild(version=version, cuda=match.group(1))
-                derived.append("cuda.torch.cuda")
-                if match.group(2):
-                    components.setdefault("cudnn", CudaComponent(version=match.group(2), source="conda",
-                                                                 where="pytorch build"))
-                    derived.append("cuda.components.cudnn")
-            elif build.startswith("cpu") or "_cpu_" in build:
-                torch_build = TorchBuild(version=version, cuda=None)
-        if name in ("cudatoolkit", "cuda-cudart", "cuda-runtime"):
-            components["cuda_runtime"] = CudaComponent(version=version, source="conda", where=name)
-        if name == "cudnn":
-            components["cudnn"] = CudaComponent(version=version, source="conda", where=name)
-            if "cuda.components.cudnn" in derived:
-                derived.remove("cuda.components.cudnn")
-        if name == "nccl":
-            components["nccl"] = CudaComponent(version=version, source="conda", where=name)
-        if name == "blas" and build in BLAS_VARIANTS:
-            declared["conda.blas"] = DeclaredBlas(name=build)
-        if name == "libblas":
-            variant = build.rsplit("_", 1)[-1]
-            if variant in BLAS_VARIANTS:
-                declared["conda.blas"] = DeclaredBlas(name=variant)
-        if name == "mkl":
-            declared.setdefault("conda.mkl", DeclaredBlas(name="mkl", version=version))
-        dists.append(distribution(name, version, installer="conda", origin=origin, line=number))
+    facts = interpret(rows, origin)
     system, machine = PLATFORMS.get(platform or "", (None, None))
-    # "conda.mkl" only says MKL is installed, not that numpy uses it; the blas variant says that.
-    blas_declared = {k: v for k, v in declared.items() if k == "conda.blas"}
-    if "conda.blas" in declared and declared["conda.blas"].name == "mkl" and "conda.mkl" in declared:
-        blas_declared["conda.blas"] = DeclaredBlas(name="mkl", version=declared["conda.mkl"].version)
-    return Snapshot(source="conda-list", python=python, distributions=dedupe(dists),
+    return Snapshot(source="conda-list", python=facts.python, distributions=dedupe(facts.dists),
                     os=OsInfo(system=system) if system else None, cpu=Cpu(architecture=machine) if machine else None,
-                    cuda=CudaStack(components=components, torch=torch_build) if components or torch_build else None,
-                    blas=Blas(declared=blas_declared) if blas_declared else None, derived=tuple(dict.fromkeys(derived)))
+                    cuda=CudaStack(components=facts.components, torch=facts.torch_build)
+                    if facts.components or facts.torch_build else None,
+                    blas=Blas(declared={"conda.blas": facts.blas}) if facts.blas else None,
+                    derived=tuple(dict.fromkeys(facts.derived)))

@@ -106,6 +106,12 @@ def test_tf32_flag_keeps_its_severity_when_the_gpu_is_unknown_and_says_so() -> N
     assert "not known on both sides" in finding.why
 
 
+def test_tf32_default_change_is_context_on_machines_known_to_have_no_gpu() -> None:
+    found = by_fact(diff(snap(packages={"torch": "1.11.0"}), snap(packages={"torch": "1.12.0"})))
+    assert found[f"precision.{TF32}"].severity == "info"
+    assert found["pkg.torch"].severity == "high"
+
+
 def test_nvidia_tf32_override_zero_on_both_sides_neutralises_the_torch_flag() -> None:
     env = {"NVIDIA_TF32_OVERRIDE": "0"}
     a = snap(gpu="A100", cc="8.0", env=env, precision={TF32: False})

@@ -89,6 +89,14 @@ def test_conda_pytorch_build_string_implies_cuda_and_cudnn() -> None:
     assert v.values["python.version"] == "3.9.7"
 
 
+def test_collect_env_conda_lines_imply_the_cuda_build_where_the_report_does_not_say() -> None:
+    text = (b"PyTorch version: 1.10.0\nCUDA used to build PyTorch: Could not collect\n"
+            b"Versions of relevant libraries:\n[conda] pytorch 1.10.0 py3.9_cuda11.3_cudnn8.2.0_0 pytorch\n")
+    view = facts_of(enrich(parse_report(text, "env.txt")))
+    assert view.values["torch.cuda_build"] == "11.3" and view.values["cuda.cudnn"] == "8.2.0"
+    assert {"torch.cuda_build", "cuda.cudnn"} <= view.derived
+
+
 def test_utf16_output_of_powershell_redirection_is_read() -> None:
     raw = (FOREIGN / "pip_freeze_torch2.13.txt").read_text("utf-8").encode("utf-16")
     assert parse_report(raw, "freeze.txt").distribution("torch") is not None
