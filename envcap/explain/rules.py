@@ -101,7 +101,7 @@ TF32_ON = AnyOf((  # some framework on either side lets float32 math run in TF32
     Cond("pkg.jaxlib", "present"),
 ))
 
-TF32_WHEN_TEXT = "matters only on a GPU of compute capability 8.0 or newer"
+TF32_WHEN_TEXT = "matters only on a GPU of compute capability 8.0 or newer without NVIDIA_TF32_OVERRIDE=0"
 
 # ------------------------------------------------------------------------------- references
 R_TF32 = "https://pytorch.org/docs/stable/notes/cuda.html#tensorfloat-32-tf32-on-ampere-and-later-devices"
@@ -160,7 +160,7 @@ RULES: tuple[Rule, ...] = (
          "Only one side is an Ampere-or-newer GPU, where float32 matmuls and convolutions run in TF32 "
          "(10-bit mantissa) while TF32 is enabled, so errors grow from about 1e-7 to about 1e-3 relative.",
          DISABLE_TF32, R_TF32, weight=95, threshold=8.0, when=(TF32_ON, TF32_NOT_FORCED_OFF), otherwise=None,
-         factor="F01/F03", when_text="matters where TF32 is enabled"),
+         factor="F01/F03", when_text="matters where TF32 is enabled and NVIDIA_TF32_OVERRIDE=0 is not set"),
     Rule("gpu-architecture", "gpu.compute_capability", "threshold", MED,
          "Different GPU architectures run different cuBLAS/cuDNN kernels; NVIDIA promises bitwise-equal "
          "results only on the same architecture and SM count.",
@@ -289,7 +289,7 @@ RULES: tuple[Rule, ...] = (
     Rule("env-nvidia-tf32-override", "env.NVIDIA_TF32_OVERRIDE", "equal", ANY,
          "NVIDIA_TF32_OVERRIDE=0 turns TF32 off in every NVIDIA library, whatever the framework asks for.",
          "set NVIDIA_TF32_OVERRIDE the same on both sides", R_TF32, weight=99, when=(AMPERE,), factor="F05",
-         when_text=TF32_WHEN_TEXT),
+         when_text="matters only on a GPU of compute capability 8.0 or newer"),
     Rule("env-torch-tf32-override", "env.TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "equal", ANY,
          "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 (set in NGC PyTorch containers) forces TF32 matmuls whatever the "
          "code sets.",
