@@ -43,7 +43,7 @@ def test_float_accepts_int_but_not_bool() -> None:
 
 def test_dict_values_are_typed_and_keys_in_the_path() -> None:
     error = shape_error(CudaStack, {"components": {"cudnn": {"version": 9}}})
-    assert error.path == "components.cudnn.version"
+    assert error.path == 'components["cudnn"].version'  # keys quoted: a damaged key cannot break the line
 
 
 def test_tuple_needs_a_list_and_object_needs_a_dict() -> None:
