@@ -569,3 +569,24 @@ RULES: tuple[Rule, ...] = (
 
 def rule_ids() -> tuple[str, ...]:
     return tuple(rule.id for rule in RULES)
+
+
+def markdown_table(rules: tuple[Rule, ...] = RULES) -> str:
+    """The rule table of docs/explain.md, generated so the docs cannot drift from the rules."""
+
+    def severity(rule: Rule) -> str:
+        if set(rule.severity) == {"*"}:
+            return rule.severity["*"]
+        return ", ".join(f"{kind}: {level}" for kind, level in rule.severity.items())
+
+    lines = ["| rule | fact | compare | severity by kind of change | applies when | catalog |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for rule in rules:
+        names = f" ({', '.join(rule.names[:4])}{', …' if len(rule.names) > 4 else ''})" if rule.names else ""
+        when = rule.when_text or ("see conditions" if rule.when else "always")
+        if rule.when:
+            when += f"; else {rule.otherwise}" if rule.otherwise else "; else the next rule"
+        threshold = f" {rule.threshold:g}" if rule.threshold is not None else ""
+        lines.append(f"| `{rule.id}` | `{rule.fact}{names}` | {rule.compare}{threshold} | {severity(rule)} | {when} "
+                     f"| {rule.factor or '-'} |")
+    return "\n".join(lines) + "\n"
