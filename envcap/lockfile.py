@@ -55,6 +55,10 @@ def dispose(dist: Distribution) -> Disposition:
     if not dist.artifacts:
         return Disposition(dist, "missing", f"{dist.name} {dist.version} was not found on any index or local "
                            "folder, so no hash could be pinned: it is left out of requirements.lock and the image.")
+    if dist.site == "other":
+        return Disposition(dist, "pinned", f"{dist.name} {dist.version} was found outside site-packages, in "
+                           f"{dist.location} (a --target folder or PYTHONPATH); the image installs the same version "
+                           "from the index into its virtual environment instead.")
     if dist.site == "dist-packages" or dist.installer == "conda":
         source = "the system package manager (dist-packages)" if dist.site == "dist-packages" else "conda"
         return Disposition(dist, "pinned", f"{dist.name} {dist.version} was installed by {source}; the lock pins "

@@ -117,6 +117,11 @@ def lock_files(snapshot: Snapshot, out_dir: Path, base_image: str | None = None)
 
 
 def write_snapshot(snapshot: Snapshot, out_dir: Path, base_image: str | None = None) -> SnapshotResult:
+    if out_dir.exists() and not out_dir.is_dir():
+        from envcap.errors import OutputError
+
+        raise OutputError(f"--out {out_dir} is a file, not a folder.",
+                          hint="pass a folder (it is created if missing), for example --out .envcap")
     files = lock_files(snapshot, out_dir, base_image)
     atomic_write_many(files)
     return SnapshotResult(snapshot=snapshot, out_dir=out_dir, files=tuple(files))

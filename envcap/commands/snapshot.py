@@ -15,7 +15,7 @@ from envcap.snapshot import DEFAULT_OUT, capture, write_snapshot
 
 @click.command("snapshot")
 @click.option("--python", "python", metavar="PATH", help="Interpreter to describe (default: the one running envcap).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT,
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=DEFAULT_OUT,
               show_default=True, help="Folder for envcap.lock.json, requirements.lock, pylock.toml, Dockerfile.")
 @click.option("--base-image", metavar="IMG", help="Base image for the Dockerfile instead of the one chosen from facts.")
 @click.option("--deep", is_flag=True, help="Also import numpy/torch for threadpoolctl's and torch's live view.")

@@ -447,6 +447,8 @@ def cpu_facts():
         if "physical id" in fields and "core id" in fields:
             physical.add((fields["physical id"], fields["core id"]))
     flags = set((first.get("flags") or first.get("Features") or "").split())
+    if "pni" in flags:  # Linux names SSE3 "pni" (Prescott New Instructions)
+        flags.add("sse3")
     meminfo = read_text("/proc/meminfo") or ""
     memory = None
     match = re.search(r"^MemTotal:\s+(\d+) kB", meminfo, re.M)

@@ -237,8 +237,6 @@ def test_conda_installs_are_pinned_with_a_warning() -> None:
     assert item.kind == "pinned" and item.note is not None and "conda" in item.note
 
 
-@pytest.mark.xfail(strict=True, reason="BUG lockfile.dispose: a distribution found outside site-packages "
-                   "(site 'other', e.g. a --target folder on PYTHONPATH) is pinned without the warning issue 2 asks for")
 def test_distributions_outside_site_packages_are_warned_about() -> None:
     from envcap.lockfile import dispose
 
