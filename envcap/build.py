@@ -9,6 +9,7 @@ assemble a context and hand it to the engine. Reads the lock, never the live env
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -22,7 +23,7 @@ from typing import Any, Protocol
 
 from envcap import __version__
 from envcap.engine import BuildEvent, ContainerEngine, ImageInfo, RunSpec
-from envcap.errors import BuildError, LockfileError, ReplayError, UsageError
+from envcap.errors import BuildError, LockfileError, OutputError, ReplayError, UsageError
 from envcap.model import Snapshot, content_digest
 from envcap.paths import atomic_write, cache_dir
 from envcap.plan import BuildPlan, make_plan
@@ -198,10 +199,8 @@ def probe_platform(engine: ContainerEngine, image: ImageInfo, ref: str) -> Targe
         except (ValueError, IndexError, AssertionError):
             raise BuildError(f"python3 in the base image {ref} did not describe itself (exit {done.exit_code}).",
                              hint="the base image needs a working python3 and python3-venv") from None
-        try:
+        with contextlib.suppress(OutputError):  # a cache that cannot be written only costs time
             atomic_write(cache_file, json.dumps(facts, sort_keys=True))
-        except Exception:  # noqa: BLE001 - a cache that cannot be written only costs time
-            pass
     soabi = str(facts.get("soabi") or "")
     version = str(facts.get("version") or "3")
     implementation = str(facts.get("implementation") or "cpython")

@@ -29,7 +29,7 @@ from pathlib import Path
 from packaging.tags import Tag, compatible_tags, cpython_tags, generic_tags
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from envcap._subprocess import Runner, RunFailed, run
+from envcap._subprocess import RunFailed, Runner, run
 from envcap.errors import ArtifactError, LockfileError
 from envcap.model import Artifact, Distribution, Snapshot
 
@@ -87,8 +87,8 @@ class TargetPlatform:
                f"{self.libc}-{self.libc_version}"
 
     def describe(self) -> str:
-        return f"Python {self.python_version} ({self.abi or 'cp%d%d' % self.major_minor}), {self.libc} " \
-               f"{self.libc_version}, {self.arch}"
+        abi = self.abi or f"cp{self.major_minor[0]}{self.major_minor[1]}"
+        return f"Python {self.python_version} ({abi}), {self.libc} {self.libc_version}, {self.arch}"
 
 
 def platform_tags(libc: str, libc_version: str, arch: str) -> list[str]:
@@ -500,7 +500,8 @@ class Wheelhouse:
                                          "build it inside the image")
             wheels = sorted(Path(tmp).glob("*.whl"))
             if not wheels:
-                raise ArtifactError(f"pip built no wheel for {name}.", hint="run the pip wheel command by hand to see why")
+                raise ArtifactError(f"pip built no wheel for {name}.",
+                                    hint="run the pip wheel command by hand to see why")
             wheel = wheels[0]
             ranks = {tag: i for i, tag in enumerate(target.tags())}
             if wheel_rank(wheel.name, ranks) is None:

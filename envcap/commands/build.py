@@ -22,8 +22,8 @@ from envcap.snapshot import DEFAULT_OUT
 @click.option("--verbose", "-v", is_flag=True, help="Stream the build log.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
-def command(ctx: click.Context, lock_dir: Path, base_image: str | None, tags: tuple[str, ...], online: bool, target_python: str | None,
-            target_glibc: str | None, verbose: bool, as_json: bool) -> None:
+def command(ctx: click.Context, lock_dir: Path, base_image: str | None, tags: tuple[str, ...], online: bool,
+            target_python: str | None, target_glibc: str | None, verbose: bool, as_json: bool) -> None:
     """Build the image of a snapshot (DIR, default .envcap/), or find it already built."""
     from envcap.build import BuildOptions, build
     from envcap.engine import BuildStepFailed, connect
@@ -33,12 +33,15 @@ def command(ctx: click.Context, lock_dir: Path, base_image: str | None, tags: tu
     # An engine given by the caller (``obj={"engine": ...}``, as tests pass a fake) or the one found.
     engine = (ctx.obj or {}).get("engine") if isinstance(ctx.obj, dict) else None
     engine = engine or connect()
-    with _Progress(verbose=verbose) as progress:
-        try:
-            result = build(lock_dir, engine, options, progress=progress)
-        except BuildStepFailed as exc:
-            progress.show_failure(exc.step, exc.log_tail)
-            raise
+    progress = _Progress(verbose=verbose)
+    progress.start()
+    try:
+        result = build(lock_dir, engine, options, progress=progress)
+    except BuildStepFailed as exc:
+        progress.show_failure(exc.step, exc.log_tail)
+        raise
+    finally:
+        progress.stop()
     if as_json:
         emit_json("build", result.to_json())
         return
@@ -67,7 +70,7 @@ class _Progress:
         self.step_task: Any = None
         self.step_text: str | None = None
 
-    def __enter__(self) -> _Progress:
+    def start(self) -> None:
         if self.live:
             from rich.progress import (
                 BarColumn,
@@ -91,11 +94,11 @@ class _Progress:
             self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), Amount(),
                                 TimeElapsedColumn(), console=self.out, transient=True)
             self.bar.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+            self.bar = None
 
     def _print(self, text: str) -> None:
         if self.bar is not None:

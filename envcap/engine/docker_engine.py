@@ -59,10 +59,11 @@ class DockerEngine:
     def api(self) -> Any:
         if self._client is None:
             import docker
+            from docker.utils import kwargs_from_env
 
             environment = dict(self._environ, DOCKER_HOST=self.endpoint)
             try:
-                kwargs = docker.utils.kwargs_from_env(environment=environment)
+                kwargs = kwargs_from_env(environment=environment)
             except docker.errors.DockerException as exc:
                 raise EngineUnavailable(f"the engine settings for {self.endpoint} are unusable: {exc}.",
                                         hint="check DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH") from None
@@ -109,7 +110,7 @@ class DockerEngine:
         with self._talking():
             try:
                 self.api.ping()
-            except Exception as exc:  # noqa: BLE001 - any failure to ping means: no engine here
+            except Exception as exc:
                 import docker
 
                 if isinstance(exc, docker.errors.APIError):
@@ -158,9 +159,8 @@ class DockerEngine:
     def remove_image(self, ref: str) -> None:
         import docker
 
-        with self._talking():
-            with contextlib.suppress(docker.errors.NotFound):
-                self.api.remove_image(ref, force=True)
+        with self._talking(), contextlib.suppress(docker.errors.NotFound):
+            self.api.remove_image(ref, force=True)
 
     def build(self, context: Path, *, tag: str, labels: dict[str, str],
               on_event: Callable[[BuildEvent], None] | None = None) -> ImageInfo:
@@ -273,13 +273,12 @@ class DockerEngine:
     def remove_container(self, container_id: str) -> None:
         import docker
 
-        with self._talking():
-            with contextlib.suppress(docker.errors.NotFound):
-                try:
-                    self.api.remove_container(container_id, force=True, v=True)
-                except docker.errors.APIError as exc:
-                    if exc.status_code != 409:  # 409: removal already in progress
-                        raise
+        with self._talking(), contextlib.suppress(docker.errors.NotFound):
+            try:
+                self.api.remove_container(container_id, force=True, v=True)
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # 409: removal already in progress
+                    raise
 
     def run(self, spec: RunSpec, *, on_output: OutputCallback | None = None) -> RunResult:
         import docker
@@ -351,7 +350,7 @@ class DockerEngine:
                 feeder = self._start_stdin(raw, spec) if wants_stdin else None
                 from docker.utils.socket import frames_iter
 
-                for stream_no, chunk in frames_iter(sock, spec.tty):
+                for stream_no, chunk in frames_iter(sock, spec.tty):  # type: ignore[no-untyped-call]
                     name = "stderr" if stream_no == 2 else "stdout"
                     if on_output is not None:
                         on_output(chunk, name)

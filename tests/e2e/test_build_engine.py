@@ -81,10 +81,11 @@ def test_ctrl_c_during_a_build_step_leaves_no_tag_and_no_container(engine: Conta
 
 def test_run_feeds_stdin_streams_output_and_removes_the_container(engine: ContainerEngine, base_image: str) -> None:
     marker = uuid.uuid4().hex
-    script = b"import sys\ndata = sys.stdin.read()\nprint(len(data))\nprint('to-stderr', file=sys.stderr)\nsys.exit(4)\n"
+    script = ("import sys\ndata = sys.stdin.read()\nprint(len(data))\n"
+              "print('to-stderr', file=sys.stderr)\nsys.exit(4)\n")
     chunks: list[tuple[bytes, str]] = []
 
-    captured = engine.run(RunSpec(image=base_image, command=("python3", "-c", script.decode()),
+    captured = engine.run(RunSpec(image=base_image, command=("python3", "-c", script),
                                   stdin_data=b"x" * 200_000, labels={"io.envcap.test": marker}))
     streamed = engine.run(RunSpec(image=base_image, command=("sh", "-c", "echo out; echo err >&2; id -u"),
                                   user="1234:1234", env={"MARK": marker}, network_disabled=True,

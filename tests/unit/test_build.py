@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from envcap._subprocess import Completed
 from envcap.build import BUILD_DIGEST_LABEL, CREATED_LABEL, BuildOptions, build, content_tag, prepare
@@ -135,7 +136,8 @@ def test_context_holds_the_best_wheel_for_the_image_and_nothing_else(tmp_path: P
     assert "the image's Python is 3.11.2; the lock was captured with 3.11.7" in result.notes
 
 
-def test_the_tag_is_the_digest_and_labels_carry_lock_commit_and_date(tmp_path: Path, packaging_like: Distribution) -> None:
+def test_the_tag_is_the_digest_and_labels_carry_lock_commit_and_date(tmp_path: Path,
+                                                                     packaging_like: Distribution) -> None:
     snapshot = make_snapshot(packaging_like)
     lock = write_lock(tmp_path / "lock", snapshot)
     engine = fake_engine()
@@ -360,7 +362,7 @@ def test_an_interrupted_build_leaves_no_tag_and_no_context(tmp_path: Path, packa
 
 
 # -- the command ----------------------------------------------------------------------------------
-def test_cli_json_result_shape(cli, tmp_path: Path, packaging_like: Distribution) -> None:  # type: ignore[no-untyped-def]
+def test_cli_json_result_shape(cli: CliRunner, tmp_path: Path, packaging_like: Distribution) -> None:
     lock = write_lock(tmp_path / "lock", make_snapshot(packaging_like))
     engine = fake_engine()
 
@@ -375,7 +377,7 @@ def test_cli_json_result_shape(cli, tmp_path: Path, packaging_like: Distribution
     assert one["tag"] == two["tag"] == engine.builds[0].tag
 
 
-def test_cli_failing_step_prints_the_step_and_its_log_tail(cli, tmp_path: Path,  # type: ignore[no-untyped-def]
+def test_cli_failing_step_prints_the_step_and_its_log_tail(cli: CliRunner, tmp_path: Path,
                                                            packaging_like: Distribution) -> None:
     lock = write_lock(tmp_path / "lock", make_snapshot(packaging_like))
     engine = fake_engine()
@@ -393,7 +395,7 @@ def test_cli_failing_step_prints_the_step_and_its_log_tail(cli, tmp_path: Path, 
     assert "error: the image build failed at step 6/12" in done.stderr
 
 
-def test_cli_reports_an_unreachable_engine(cli, tmp_path: Path, packaging_like: Distribution,  # type: ignore[no-untyped-def]
+def test_cli_reports_an_unreachable_engine(cli: CliRunner, tmp_path: Path, packaging_like: Distribution,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     lock = write_lock(tmp_path / "lock", make_snapshot(packaging_like))
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
