@@ -7,6 +7,7 @@ patching ``subprocess`` where it is used.
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -71,14 +72,17 @@ def run(
     )
 
 
-def call(argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None) -> int:
+def call(argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None,
+         stdout_to_stderr: bool = False) -> int:
     """Runs a program attached to this terminal (stdio inherited): its exit status, 128+n for signal n.
 
     For a workload the user watches (``envcap snapshot --outputs ... -- CMD``); Ctrl-C reaches it
     through the terminal's process group, and envcap waits for it before re-raising.
     """
     try:
-        process = subprocess.Popen(list(argv), cwd=cwd, env=dict(env) if env is not None else None)
+        # With --json, envcap's stdout carries the JSON document: the workload writes to stderr instead.
+        process = subprocess.Popen(list(argv), cwd=cwd, env=dict(env) if env is not None else None,
+                                   stdout=sys.stderr.fileno() if stdout_to_stderr else None)
     except FileNotFoundError as exc:
         raise RunFailed(f"{argv[0]} was not found") from exc
     except PermissionError as exc:

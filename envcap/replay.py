@@ -510,7 +510,7 @@ class NativeRun:
 
 def native_run(command: Sequence[str], *, patterns: Sequence[str], cwd: Path, copies_dir: Path,
                environ: Mapping[str, str] | None = None,
-               runner: Callable[..., int] | None = None) -> NativeRun:
+               runner: Callable[..., int] | None = None, stdout_to_stderr: bool = False) -> NativeRun:
     """Runs CMD on the host with the precision hook, then fingerprints (and copies) what it wrote.
 
     The copies in ``copies_dir`` are what a replay compares number by number; they are replaced
@@ -528,7 +528,8 @@ def native_run(command: Sequence[str], *, patterns: Sequence[str], cwd: Path, co
         env = environ | hook.environment(str(hook_dir), environ.get("PYTHONPATH"))
         since = _fs_now(hook_dir)
         try:
-            code = run_command(list(command), cwd=str(cwd), env=env)
+            code = (run_command(list(command), cwd=str(cwd), env=env, stdout_to_stderr=True) if stdout_to_stderr
+                    else run_command(list(command), cwd=str(cwd), env=env))
         except RunFailed as exc:
             raise UsageError(f"cannot run {command[0]!r}: {exc}.",
                              hint="check the command after --; it runs on this host, in the current folder") from None

@@ -31,7 +31,7 @@ def command(ctx: click.Context, python: str | None, out_dir: Path, base_image: s
     with _HashProgress(enabled=not as_json and interactive()) as progress:
         snapshot = capture(python, deep=deep, offline=offline, on_stage=progress.on_stage,
                            on_release=progress.on_release)
-    native = _native_run(workload, outputs, out_dir)
+    native = _native_run(workload, outputs, out_dir, quiet_stdout=as_json)
     if native is not None:
         snapshot = replace(snapshot, outputs=native.outputs if outputs and native.exit_code == 0 else None,
                            precision=native.precision)
@@ -85,7 +85,7 @@ class _HashProgress:
 
 
 # -- `envcap snapshot --outputs PATTERN -- CMD` (replay's baseline, issue 4) --------------------------
-def _native_run(workload: tuple[str, ...], outputs: tuple[str, ...], out_dir: Path) -> Any:
+def _native_run(workload: tuple[str, ...], outputs: tuple[str, ...], out_dir: Path, quiet_stdout: bool) -> Any:
     """Runs the workload natively after the probe; None when no command was given."""
     from envcap.errors import UsageError
 
@@ -96,7 +96,8 @@ def _native_run(workload: tuple[str, ...], outputs: tuple[str, ...], out_dir: Pa
         return None
     from envcap.replay import native_run
 
-    return native_run(workload, patterns=outputs, cwd=Path.cwd(), copies_dir=out_dir / "outputs")
+    return native_run(workload, patterns=outputs, cwd=Path.cwd(), copies_dir=out_dir / "outputs",
+                      stdout_to_stderr=quiet_stdout)
 
 
 def _report_native_run(ctx: click.Context, native: Any, outputs: tuple[str, ...]) -> None:
