@@ -159,12 +159,12 @@ def connect(base_url: str | None = None, *, timeout: float = 60.0,
         try:
             engine.ping()
         except EngineUnavailable as exc:
-            problems.append(f"{endpoint} ({exc.message.rstrip('.')})")
+            problems.append(f"{endpoint} ({getattr(exc, 'reason', exc.message.rstrip('.'))})")
             continue
         return engine
     where = "; ".join(problems) or ", ".join(candidates)
-    raise EngineUnavailable(
-        f"cannot reach a container engine: looked at {where}.",
-        hint="start one (`sudo dockerd`, `sudo systemctl start docker`, or `systemctl --user start podman.socket`) "
-             "or point DOCKER_HOST at a running engine",
-    )
+    hint = ("start one (`sudo dockerd`, `sudo systemctl start docker`, or `systemctl --user start podman.socket`) "
+            "or point DOCKER_HOST at a running engine")
+    if any("(permission denied)" in problem for problem in problems):
+        hint = "add your user to the docker group (then log in again), or point DOCKER_HOST at an engine you may use"
+    raise EngineUnavailable(f"cannot reach a container engine: looked at {where}.", hint=hint)

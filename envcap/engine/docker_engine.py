@@ -45,6 +45,24 @@ def split_ref(ref: str) -> tuple[str, str | None]:
     return ref, None
 
 
+REASONS = (("connection refused", "connection refused"), ("no such file", "no such socket"),
+           ("permission denied", "permission denied"), ("timed out", "timed out"), ("timeout", "timed out"),
+           ("name or service not known", "unknown host"), ("nodename nor servname", "unknown host"),
+           ("no such host", "unknown host"), ("ssl", "TLS handshake failed"))
+
+
+def short_reason(exc: BaseException) -> str:
+    """A few words for the user instead of urllib3's nested retry message."""
+    text = str(exc).lower()
+    for needle, reason in REASONS:
+        if needle in text:
+            return reason
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status is not None:
+        return f"it answered HTTP {status}, so it is not a Docker-compatible engine"
+    return type(exc).__name__
+
+
 class DockerEngine:
     """One engine endpoint; the SDK client is created lazily and re-created after a cancelled build."""
 
@@ -81,12 +99,13 @@ class DockerEngine:
             self._client = None
 
     def _unavailable(self, exc: BaseException) -> EngineUnavailable:
-        reason = str(exc).split("(Caused by", 1)[0].strip().rstrip(":") or type(exc).__name__
-        if len(reason) > 200:
-            reason = reason[:200] + "..."
-        return EngineUnavailable(f"cannot reach the container engine at {self.endpoint}: {reason}.",
-                                 hint="start it (`sudo dockerd` or `sudo systemctl start docker`), or set DOCKER_HOST "
-                                      "to a running engine")
+        reason = short_reason(exc)
+        hint = ("start it (`sudo dockerd` or `sudo systemctl start docker`), or set DOCKER_HOST to a running engine")
+        if reason == "permission denied":
+            hint = "add your user to the docker group (then log in again), or run envcap with sudo"
+        error = EngineUnavailable(f"cannot reach the container engine at {self.endpoint}: {reason}.", hint=hint)
+        error.reason = reason  # type: ignore[attr-defined]  # for connect(), which lists every place looked
+        return error
 
     @contextlib.contextmanager
     def _talking(self) -> Iterator[None]:

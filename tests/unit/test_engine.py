@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from envcap.engine import ContainerEngine, candidate_endpoints, connect
-from envcap.engine.docker_engine import DockerEngine, split_ref
+from envcap.engine.docker_engine import DockerEngine, short_reason, split_ref
 from envcap.errors import EngineUnavailable
 from tests.fakes import FakeEngine
 
@@ -106,3 +106,18 @@ def test_nothing_touches_docker_at_import_time() -> None:
             "print('docker' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("error, reason", [
+    (ConnectionError("('Connection aborted.', PermissionError(13, 'Permission denied'))"), "permission denied"),
+    (ConnectionError("HTTPConnectionPool(host='x', port=1): Max retries exceeded (Connection refused)"),
+     "connection refused"),
+    (FileNotFoundError(2, "No such file or directory"), "no such socket"),
+    (ValueError("something new"), "ValueError"),
+])
+def test_engine_failures_are_told_in_a_few_words(error: Exception, reason: str) -> None:
+    assert short_reason(error) == reason
+    engine = DockerEngine("unix:///var/run/docker.sock")
+    message = engine._unavailable(error)
+    assert message.message == f"cannot reach the container engine at unix:///var/run/docker.sock: {reason}."
+    assert ("docker group" in (message.hint or "")) == (reason == "permission denied")
