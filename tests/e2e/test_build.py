@@ -132,3 +132,23 @@ def test_the_digest_is_known_before_anything_is_downloaded(first_build: dict[str
 
     assert inputs.digest == first_build["digest"]
     assert not (tmp_path / "empty-cache" / "wheels").exists()
+
+
+def test_the_workloads_own_editable_package_comes_along(tmp_path: Path, base_image: str,
+                                                        engine: ContainerEngine) -> None:
+    project = tmp_path / "mywork"
+    (project / "mywork").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(
+        "[build-system]\nrequires = ['setuptools>=61']\nbuild-backend = 'setuptools.build_meta'\n"
+        "[project]\nname = 'mywork'\nversion = '0.3.1'\n")
+    (project / "mywork" / "__init__.py").write_text("ANSWER = 42\n")
+    python = make_venv(tmp_path / "venv", "packaging==24.2", "-e", str(project))
+
+    result = build(snapshot(python, tmp_path / "lock"), base_image)
+
+    assert result["vendored"] == ["mywork==0.3.1 (editable)"]
+    found = inside(engine, str(result["tag"]), (
+        "import importlib.metadata as m, json, mywork\n"
+        "print(json.dumps({'answer': mywork.ANSWER, 'version': m.version('mywork'), 'file': mywork.__file__}))\n"))
+    assert found["answer"] == 42 and found["version"] == "0.3.1"
+    assert str(found["file"]).startswith("/opt/venv/"), "installed from the vendored wheel, not a host path"
