@@ -14,15 +14,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import queue
 import re
 import shutil
 import sys
 import tempfile
 import threading
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,7 @@ SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".venv", "venv", "b
                        ".mypy_cache", ".pytest_cache", ".ruff_cache", "node_modules", ".envcap", ".eggs"})
 HASH_WHOLE_FILE_BELOW = 16 << 20
 DOWNLOAD_WORKERS = 8
+STALE_PART_S = 3600
 CHUNK = 1 << 20
 
 
@@ -399,29 +401,50 @@ class Wheelhouse:
             else:
                 pending.append(artifact)
         if pending:
-            stop = threading.Event()
-
-            def one(artifact: Artifact) -> tuple[str, Path]:
-                if stop.is_set():
-                    raise ArtifactError("stopped", None)
-                try:
-                    return artifact.sha256.lower(), self._download(artifact, on_bytes, stop, stats)
-                except BaseException:
-                    stop.set()
-                    raise
-
-            with ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(pending)))) as pool:
-                futures = [pool.submit(one, a) for a in pending]
-                try:
-                    for future in futures:
-                        sha, path = future.result()
-                        results[sha] = path
-                except BaseException:
-                    stop.set()
-                    for future in futures:
-                        future.cancel()
-                    raise
+            results.update(self._fetch_parallel(pending, on_bytes, stats))
         stats.files = len(results)
+        return results
+
+    def _fetch_parallel(self, pending: list[Artifact], on_bytes: Callable[[int], None] | None,
+                        stats: FetchStats) -> dict[str, Path]:
+        """Daemon workers, so that Ctrl-C returns at once instead of waiting for a slow server.
+
+        The first failure stops the others at their next block; a download cut short leaves only a
+        ``.part-`` file, which the next fetch into that folder removes.
+        """
+        stop = threading.Event()
+        work: queue.SimpleQueue[Artifact] = queue.SimpleQueue()
+        done: queue.SimpleQueue[tuple[str, Path | BaseException]] = queue.SimpleQueue()
+        for artifact in pending:
+            work.put(artifact)
+
+        def worker() -> None:
+            while not stop.is_set():
+                try:
+                    artifact = work.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    done.put((artifact.sha256.lower(), self._download(artifact, on_bytes, stop, stats)))
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                    done.put((artifact.sha256.lower(), exc))
+
+        for index in range(max(1, min(self.workers, len(pending)))):
+            threading.Thread(target=worker, name=f"envcap-fetch-{index}", daemon=True).start()
+        results: dict[str, Path] = {}
+        try:
+            for _ in pending:
+                while True:  # short waits: Ctrl-C is handled between them, whichever thread the signal hit
+                    try:
+                        sha, outcome = done.get(timeout=0.2)
+                        break
+                    except queue.Empty:
+                        continue
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                results[sha] = outcome
+        finally:
+            stop.set()
         return results
 
     def _download(self, artifact: Artifact, on_bytes: Callable[[int], None] | None, stop: threading.Event,
@@ -431,7 +454,15 @@ class Wheelhouse:
                                 hint="take the snapshot again where that file's index is reachable")
         target = self.path_for(artifact)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".part-", dir=target.parent)
+        try:
+            for stale in target.parent.glob(".part-*"):  # left by an interrupted fetch (not a running one)
+                with contextlib.suppress(OSError):
+                    if time.time() - stale.stat().st_mtime > STALE_PART_S:
+                        stale.unlink()
+            fd, tmp_name = tempfile.mkstemp(prefix=".part-", dir=target.parent)
+        except OSError as exc:
+            raise ArtifactError(f"cannot write into the wheel cache {self.root}: {exc.strerror or exc}.",
+                                hint="free some disk space, or point ENVCAP_CACHE_DIR at a writable folder") from None
         digest = hashlib.sha256()
         try:
             with os.fdopen(fd, "wb") as out:
@@ -453,6 +484,10 @@ class Wheelhouse:
                          "before trusting it, then take a new snapshot")
             os.replace(tmp_name, target)
             return target
+        except OSError as exc:
+            raise ArtifactError(f"cannot write {artifact.filename} into the wheel cache {self.root}: "
+                                f"{exc.strerror or exc}.",
+                                hint="free some disk space, or point ENVCAP_CACHE_DIR at a writable folder") from None
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp_name)

@@ -185,3 +185,32 @@ def test_tree_digest_follows_sources_not_build_output(tmp_path: Path) -> None:
     (tmp_path / "pkg" / "mod.py").write_text("A = 1\n")
     (tmp_path / "pkg" / "new.py").write_text("")
     assert tree_digest(tmp_path) != before
+
+
+def test_ctrl_c_returns_while_a_server_still_hangs(tmp_path: Path) -> None:
+    import _thread
+    import socket
+
+    release = threading.Event()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def hang() -> None:  # accepts, reads the request, never answers until released
+        conn, _ = listener.accept()
+        conn.recv(4096)
+        threading.Timer(0.3, _thread.interrupt_main).start()  # the user presses Ctrl-C meanwhile
+        release.wait(30)
+        conn.close()
+
+    server = threading.Thread(target=hang, daemon=True)
+    server.start()
+    port = listener.getsockname()[1]
+    stuck = Artifact("slow-1.0-py3-none-any.whl", "f" * 64, f"http://127.0.0.1:{port}/slow-1.0-py3-none-any.whl")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Wheelhouse(tmp_path / "cache").fetch([stuck])
+        assert server.is_alive() and not release.is_set(), "fetch returned without waiting for the server"
+    finally:
+        release.set()
+        listener.close()
