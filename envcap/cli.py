@@ -66,6 +66,21 @@ def _module_exists(name: str) -> bool:
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 def main(debug: bool) -> None:
     """Capture an ML environment, rebuild it as an image, replay a run and explain what differs."""
+    _terminate_like_interrupt()
+
+
+def _terminate_like_interrupt() -> None:
+    """SIGTERM (a CI timeout, ``kill``) takes the Ctrl-C path: builds untag, containers are removed."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
 
 
 if __name__ == "__main__":  # pragma: no cover
