@@ -9,8 +9,8 @@ anything or raise its own exception types.
 from __future__ import annotations
 
 import dataclasses
-import json
 import functools
+import json
 import types
 import typing
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -27,7 +27,7 @@ class ShapeError(ValueError):
         self.path = path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return get_type_hints(cls)
 

@@ -34,7 +34,7 @@ class LazyGroup(click.Group):
         if module_name is None or not _module_exists(module_name):
             return None
         module = importlib.import_module(module_name)
-        command = getattr(module, "command")
+        command = module.command
         assert isinstance(command, click.Command)
         return command
 

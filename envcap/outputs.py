@@ -233,7 +233,7 @@ def _walk_json(x: Any, y: Any, where: str, acc: _Acc) -> None:
     elif isinstance(x, list) and isinstance(y, list):
         if len(x) != len(y):
             acc.note(f"{where or '(top level)'} has {len(x)} items in one file and {len(y)} in the other")
-        for index, (p, q) in enumerate(zip(x, y)):
+        for index, (p, q) in enumerate(zip(x, y, strict=False)):
             _walk_json(p, q, f"{where}[{index}]", acc)
     elif x != y:
         acc.note(f"{where or '(top level)'} differs in a non-numeric value")
@@ -263,10 +263,10 @@ def _csv_diff(a: Path, b: Path, delimiter: str) -> NumericDiff:
     header = rows_a[0] if rows_a and all(_float(c) is None for c in rows_a[0]) else None
     if len(rows_a) != len(rows_b):
         acc.note(f"{len(rows_a)} rows in one file and {len(rows_b)} in the other")
-    for r, (row_a, row_b) in enumerate(zip(rows_a, rows_b)):
+    for r, (row_a, row_b) in enumerate(zip(rows_a, rows_b, strict=False)):
         if len(row_a) != len(row_b):
             acc.note(f"row {r + 1} has {len(row_a)} cells in one file and {len(row_b)} in the other")
-        for c, (cell_a, cell_b) in enumerate(zip(row_a, row_b)):
+        for c, (cell_a, cell_b) in enumerate(zip(row_a, row_b, strict=False)):
             x, y = _float(cell_a), _float(cell_b)
             column = header[c] if header and c < len(header) else str(c + 1)
             if x is not None and y is not None:

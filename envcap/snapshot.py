@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-import threading
 from typing import Any
 
 from envcap import __version__

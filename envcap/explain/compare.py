@@ -100,7 +100,7 @@ def _version(a: Any, b: Any, *, tolerate_precision: bool) -> Change | None:
         n = max(len(ra), len(rb))
         ra, rb = ra + (0,) * (n - len(ra)), rb + (0,) * (n - len(rb))
     direction = "upgrade" if vb > va else "downgrade"
-    for index, (pa, pb) in enumerate(zip(ra, rb)):
+    for index, (pa, pb) in enumerate(zip(ra, rb, strict=False)):
         if pa != pb:
             part = PARTS[min(index, 2)]
             return Change(part, f"{part} {direction} {a} → {b}", 1.0 - 0.3 * min(index, 2))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from envcap._serde import ShapeError, from_json
-from envcap._subprocess import Runner, RunFailed, run
+from envcap._subprocess import RunFailed, Runner, run
 from envcap.errors import ProbeError
 from envcap.model import Snapshot
 
