@@ -9,7 +9,6 @@ immutable, so every answer is cached under the user's cache directory.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -32,6 +31,7 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 from envcap.model import Artifact
+from envcap.paths import sha256_file
 
 PYPI_SIMPLE = "https://pypi.org/simple"
 # Where PyTorch publishes its local-version builds; a `+cu121` wheel is not on PyPI.
@@ -78,12 +78,6 @@ def artifact_matches(filename: str, name: str, version: str) -> bool:
         return False
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 if TYPE_CHECKING:

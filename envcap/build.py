@@ -352,7 +352,7 @@ def assemble_context(inputs: BuildInputs, folder: Path, wheelhouse: Wheelhouse,
                 progress.stage(f"building {choice.name} {choice.version} from its sdist on this machine")
                 path = wheelhouse.built_wheel(f"sdist:{choice.artifact.sha256}", str(path), choice.name,
                                               inputs.target)
-                from envcap.wheelhouse import sha256_file
+                from envcap.paths import sha256_file
 
                 extra_hashes.setdefault(choice.name, []).append(sha256_file(path))
                 report.built_from_sdist.append(f"{choice.name}=={choice.version}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import hashlib
 import json
 import math
 import os
@@ -25,6 +24,7 @@ from typing import Any
 
 from envcap.errors import UsageError
 from envcap.model import OutputFingerprint
+from envcap.paths import sha256_file
 
 MAX_COPY_BYTES = 256 << 20  # larger outputs keep only their hash
 MAX_PARSE_BYTES = 64 << 20  # larger files are compared by hash only
@@ -82,12 +82,6 @@ def display_path(path: Path, root: Path) -> str:
         return os.path.abspath(path)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fingerprint(patterns: Sequence[str], root: Path) -> tuple[OutputFingerprint, ...]:

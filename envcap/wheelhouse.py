@@ -33,6 +33,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from envcap._subprocess import RunFailed, Runner, run
 from envcap.errors import ArtifactError, LockfileError
 from envcap.model import Artifact, Distribution, Snapshot
+from envcap.paths import sha256_file
 
 # The oldest glibc each architecture's manylinux tags go down to (manylinux1 is glibc 2.5).
 MANYLINUX_FLOOR = {"x86_64": 5, "i686": 5}
@@ -351,12 +352,6 @@ def tree_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # -- the cache ----------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ import pytest
 from packaging.pylock import Pylock
 from packaging.version import Version
 
-from envcap.artifacts import ArtifactResolver, local_index_for, sha256_file
+from envcap.artifacts import ArtifactResolver, local_index_for
+from envcap.paths import sha256_file
 from envcap.lockfile import dispositions, pins, render_pylock, render_requirements_in, render_requirements_lock
 from envcap.model import Artifact, Distribution, Origin, PythonEnv, Snapshot
 
