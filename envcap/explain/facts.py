@@ -189,8 +189,10 @@ def _gpu_facts(snapshot: Snapshot, v: dict[str, Any]) -> None:
         return
     _put(v, "gpu.driver", gpu.driver_version)
     _put(v, "gpu.cuda_driver", gpu.cuda_driver_version)
-    if gpu.status != "ok" and not gpu.devices and gpu.status not in ("no-gpu", "no-driver"):
-        return  # NVML missing or failing: whether there is a GPU is unknown
+    if gpu.status == "error" and not gpu.devices:
+        return  # NVML failed midway: whether there is a GPU is unknown
+    # no-nvml counts as no GPU: libnvidia-ml ships with the driver beside libcuda, so where it cannot
+    # load, no CUDA program can use a GPU either (a container started without the GPU runtime).
     devices = gpu.devices
     v["gpu.count"] = len(devices)
     if not devices:  # known to have none: no model, no compute capability (TF32 cannot apply)
@@ -217,18 +219,29 @@ CUDA_FACTS = {"cuda_runtime": "cuda.runtime", "cudnn": "cuda.cudnn", "nccl": "cu
 def _cuda_facts(snapshot: Snapshot, v: dict[str, Any]) -> None:
     stack = snapshot.cuda
     if stack:
+        # envcap's probe looks everywhere a component can live, so one it did not find is known
+        # absent (None), not unknown; a pasted report that does not mention it says nothing.
+        searched = snapshot.source == "probe"
         for component, fact in CUDA_FACTS.items():
             comp = stack.components.get(component)
             if comp:
                 v[fact] = comp.version
                 if fact == "cuda.runtime":
                     v["cuda.runtime_source"] = comp.source
+            elif searched:
+                v[fact] = None
+                if fact == "cuda.runtime":
+                    v["cuda.runtime_source"] = None
         if stack.nvcc and stack.nvcc.version:
             v["cuda.nvcc"] = stack.nvcc.version
+        elif searched:
+            v["cuda.nvcc"] = None
         build = stack.torch
         if build and (build.version or build.cuda):
             v["torch.cuda_build"] = build.cuda  # None: a CPU build
             _put(v, "torch.hip", build.hip)
+        elif searched and build is None:
+            v["torch.cuda_build"] = None  # the probe reads torch/version.py whenever torch is installed
     rt = snapshot.torch_runtime
     if rt:
         cudnn = cudnn_from_int(rt.cudnn)
