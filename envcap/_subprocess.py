@@ -37,6 +37,14 @@ class RunFailed(Exception):
     """The program could not be started or timed out (not: it exited non-zero)."""
 
 
+def _start_failure(argv: Sequence[str], exc: OSError) -> RunFailed:
+    if isinstance(exc, FileNotFoundError):
+        return RunFailed(f"{argv[0]} was not found")
+    if isinstance(exc, PermissionError):
+        return RunFailed(f"{argv[0]} is not executable")
+    return RunFailed(f"{argv[0]} could not start: {exc.strerror or exc}")
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -56,12 +64,8 @@ def run(
             env=dict(env) if env is not None else None,
             check=False,
         )
-    except FileNotFoundError as exc:
-        raise RunFailed(f"{argv[0]} was not found") from exc
-    except PermissionError as exc:
-        raise RunFailed(f"{argv[0]} is not executable") from exc
     except OSError as exc:
-        raise RunFailed(f"{argv[0]} could not start: {exc.strerror or exc}") from exc
+        raise _start_failure(argv, exc) from exc
     except subprocess.TimeoutExpired as exc:
         raise RunFailed(f"{argv[0]} did not finish within {timeout:g} s") from exc
     return Completed(
@@ -83,12 +87,8 @@ def call(argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] 
         # With --json, envcap's stdout carries the JSON document: the workload writes to stderr instead.
         process = subprocess.Popen(list(argv), cwd=cwd, env=dict(env) if env is not None else None,
                                    stdout=sys.stderr.fileno() if stdout_to_stderr else None)
-    except FileNotFoundError as exc:
-        raise RunFailed(f"{argv[0]} was not found") from exc
-    except PermissionError as exc:
-        raise RunFailed(f"{argv[0]} is not executable") from exc
     except OSError as exc:
-        raise RunFailed(f"{argv[0]} could not start: {exc.strerror or exc}") from exc
+        raise _start_failure(argv, exc) from exc
     try:
         code = process.wait()
     except KeyboardInterrupt:

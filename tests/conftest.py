@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from click.testing import CliRunner
@@ -50,3 +52,16 @@ def repo_root() -> Path:
 @pytest.fixture
 def data_dir() -> Path:
     return Path(__file__).resolve().parent / "data"
+
+
+PROBE_FILE = Path(__file__).resolve().parent.parent / "envcap" / "probe" / "_probe.py"
+
+
+@pytest.fixture
+def probe() -> ModuleType:
+    """A private copy of the probe script as a module, so tests call its readers directly."""
+    spec = importlib.util.spec_from_file_location("envcap_probe_under_test", PROBE_FILE)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes.util
 import hashlib
-import importlib.util
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -21,18 +20,9 @@ from envcap.model import Gpu, dumps
 from envcap.probe import snapshot_from_facts
 from tests.fakes import FakeNvml
 
-PROBE_FILE = Path(__file__).resolve().parents[2] / "envcap" / "probe" / "_probe.py"
 NVML_DATA = Path(__file__).resolve().parents[1] / "data" / "nvml"
 FIXTURES = sorted(p.name for p in NVML_DATA.glob("*.json"))
 
-
-@pytest.fixture
-def probe() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("envcap_probe_gpu_under_test", PROBE_FILE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def recorded(name: str) -> dict[str, Any]:

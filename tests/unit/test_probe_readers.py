@@ -8,7 +8,6 @@ a fresh module, so the module-level ``UNAVAILABLE`` list starts empty.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -16,17 +15,8 @@ from types import ModuleType
 
 import pytest
 
-PROBE_FILE = Path(__file__).resolve().parents[2] / "envcap" / "probe" / "_probe.py"
 DATA = Path(__file__).resolve().parents[1] / "data" / "probe"
 
-
-@pytest.fixture
-def probe() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("envcap_probe_under_test", PROBE_FILE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---------------------------------------------------------------------------- distributions
