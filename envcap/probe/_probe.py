@@ -22,7 +22,7 @@ import subprocess
 import sys
 import sysconfig
 
-PROBE_VERSION = 1
+PROBE_VERSION = 2  # bump when a cached reading changes shape or meaning
 
 UNAVAILABLE = []  # list of {"probe": name, "reason": text}
 
@@ -992,7 +992,7 @@ def toolchain_facts(cache):
         "gcc": tool_version(cache, "gcc", ["--version"], r"(\d+\.\d+\.\d+)"),
         "clang": tool_version(cache, "clang", ["--version"], r"version (\d+\.\d+\.\d+)"),
         "cmake": tool_version(cache, "cmake", ["--version"], r"version (\d+\.\d+\.\d+)"),
-        "nvcc": tool_version(cache, "nvcc", ["--version"], r"release (\d+\.\d+)"),
+        "nvcc": tool_version(cache, "nvcc", ["--version"], r"release \d+\.\d+, V(\d+(?:\.\d+)+)"),
     }
 
 
