@@ -964,6 +964,8 @@ def torch_runtime_facts():
     except Exception as exc:  # noqa: BLE001
         note_unavailable("torch.cuda", str(exc))
     try:
+        import torch.backends.xnnpack  # type: ignore  # not loaded by `import torch`
+
         facts["xnnpack"] = bool(torch.backends.xnnpack.enabled)
     except Exception:  # noqa: BLE001
         pass
