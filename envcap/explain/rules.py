@@ -83,6 +83,9 @@ VERSION_LOW = S(major="low", minor="low", patch="low", local="low", other="low",
 AMPERE = Cond("gpu.compute_capability", "ge", "8.0")
 TF32_NOT_FORCED_OFF = Cond("env.NVIDIA_TF32_OVERRIDE", "ne", "0")
 HAS_GPU = AnyOf((Cond("gpu.count", "ge", 1), Cond("torch.cuda_build", "present")))
+# torch's TF32 switches act only in a CUDA build: a "+cpu" wheel (cuda_build known to be None) runs no
+# cuBLAS/cuDNN, so its precision flags cannot change results whatever GPU the machine has.
+TORCH_CUDA = Cond("torch.cuda_build", "present")
 MULTI_GPU = AnyOf((Cond("gpu.count", "ge", 2), Cond("env.WORLD_SIZE", "present")))
 MKL = Cond("blas.backend", "contains", "mkl")
 OPENBLAS = Cond("blas.backend", "contains", "openblas")
@@ -93,7 +96,7 @@ JAX = Cond("pkg.jax", "present")
 NUMPY = Cond("pkg.numpy", "present")
 ISA_DISPATCH = AnyOf((MKL, OPENBLAS, TORCH, TENSORFLOW, NUMPY, JAX))
 TF32_ON = AnyOf((  # some framework on either side lets float32 math run in TF32
-    AllOf((TORCH, AnyOf((Cond("precision.torch.backends.cuda.matmul.allow_tf32", "eq", True),
+    AllOf((TORCH, TORCH_CUDA, AnyOf((Cond("precision.torch.backends.cuda.matmul.allow_tf32", "eq", True),
                          Cond("precision.torch.backends.cudnn.allow_tf32", "eq", True),
                          Cond("precision.torch.float32_matmul_precision", "ne", "highest"))))),
     Cond("env.TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "eq", "1"),
@@ -102,6 +105,8 @@ TF32_ON = AnyOf((  # some framework on either side lets float32 math run in TF32
 ))
 
 TF32_WHEN_TEXT = "matters only on a GPU of compute capability 8.0 or newer without NVIDIA_TF32_OVERRIDE=0"
+TORCH_TF32_WHEN_TEXT = ("matters only for a CUDA build of torch on a GPU of compute capability 8.0 or newer "
+                        "without NVIDIA_TF32_OVERRIDE=0")
 
 # ------------------------------------------------------------------------------- references
 R_TF32 = "https://pytorch.org/docs/stable/notes/cuda.html#tensorfloat-32-tf32-on-ampere-and-later-devices"
@@ -230,19 +235,19 @@ RULES: tuple[Rule, ...] = (
     Rule("torch-tf32-matmul", "precision.torch.backends.cuda.matmul.allow_tf32", "equal", ANY,
          "TF32 for float32 matmuls rounds inputs to a 10-bit mantissa (about 1e-3 relative error).",
          "set torch.backends.cuda.matmul.allow_tf32 to the same value on both sides", R_TF32, weight=98,
-         when=(AMPERE, TF32_NOT_FORCED_OFF), factor="F03", when_text=TF32_WHEN_TEXT),
+         when=(AMPERE, TF32_NOT_FORCED_OFF, TORCH_CUDA), factor="F03", when_text=TORCH_TF32_WHEN_TEXT),
     Rule("torch-matmul-precision", "precision.torch.float32_matmul_precision", "equal", ANY,
          "float32 matmul precision 'high' or 'medium' lets matmuls run in TF32 or bfloat16 instead of full float32.",
          "torch.set_float32_matmul_precision('highest') on both sides", R_MATMUL_PRECISION, weight=97,
-         when=(AMPERE, TF32_NOT_FORCED_OFF), factor="F03", when_text=TF32_WHEN_TEXT),
+         when=(AMPERE, TF32_NOT_FORCED_OFF, TORCH_CUDA), factor="F03", when_text=TORCH_TF32_WHEN_TEXT),
     Rule("torch-tf32-cudnn", "precision.torch.backends.cudnn.allow_tf32", "equal", ANY,
          "TF32 in cuDNN convolutions rounds inputs to a 10-bit mantissa; integers above 2048 are no longer exact.",
          "set torch.backends.cudnn.allow_tf32 to the same value on both sides", R_TF32, weight=96,
-         when=(AMPERE, TF32_NOT_FORCED_OFF), factor="F04", when_text=TF32_WHEN_TEXT),
+         when=(AMPERE, TF32_NOT_FORCED_OFF, TORCH_CUDA), factor="F04", when_text=TORCH_TF32_WHEN_TEXT),
     Rule("torch-fp32-precision", "precision.torch.backends.*fp32_precision", "equal", ANY,
          "torch 2.9's fp32_precision setting chooses TF32 or IEEE float32 per backend.",
          "set the same fp32_precision ('ieee' for full float32) on both sides", R_TF32, weight=96,
-         when=(AMPERE, TF32_NOT_FORCED_OFF), factor="F03", when_text=TF32_WHEN_TEXT),
+         when=(AMPERE, TF32_NOT_FORCED_OFF, TORCH_CUDA), factor="F03", when_text=TORCH_TF32_WHEN_TEXT),
     Rule("torch-reduced-precision-reduction", "precision.torch.backends.cuda.matmul.allow_*_reduced_precision_reduction",
          "equal", MED,
          "fp16/bf16 GEMMs may accumulate partial sums in reduced precision when this is allowed.",
