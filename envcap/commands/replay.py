@@ -63,10 +63,10 @@ def command(ctx: click.Context, lock_dir: Path, image: str | None, base_image: s
     if not workload:
         raise UsageError("no command to replay was given.",
                          hint="put it after --, for example: envcap replay -- python train.py")
-    interactive_stdin = sys.stdin.isatty()
+    interactive_stdin = _stdin_carries_input()
     request = ReplayRequest(lock_dir=lock_dir, command=tuple(workload), cwd=Path.cwd(), image=image,
                             base_image=base_image, gpus=gpus, outputs=outputs, repeat=repeat, user=user,
-                            tty=interactive_stdin and sys.stdout.isatty(), interactive=interactive_stdin,
+                            tty=sys.stdin.isatty() and sys.stdout.isatty(), interactive=interactive_stdin,
                             host_env=dict(os.environ))
     engine = _engine(ctx)
 
@@ -131,3 +131,15 @@ def _publish(report: Any, report_file: Path | None, markdown_file: Path | None, 
         atomic_write(report_file, render_json(report))
     if markdown_file is not None:
         atomic_write(markdown_file, render_markdown(report))
+
+
+def _stdin_carries_input() -> bool:
+    """A terminal, a pipe or a file on stdin reaches the workload (as with ``docker run -i``);
+    /dev/null or a closed stdin (CI) does not, so the workload is not left waiting on nothing."""
+    import stat
+
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):
+        return False
+    return sys.stdin.isatty() or stat.S_ISFIFO(mode) or stat.S_ISREG(mode)

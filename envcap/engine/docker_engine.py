@@ -412,7 +412,10 @@ class DockerEngine:
             except OSError:
                 pass
             finally:
-                half_close()
+                # With a TTY the end of the user's input is a ^D byte, not a close: half-closing the
+                # attach there ends the output stream too, and the rest of the workload's output is lost.
+                if not spec.tty:
+                    half_close()
 
         thread = threading.Thread(target=feed, name="envcap-stdin", daemon=True)
         thread.start()

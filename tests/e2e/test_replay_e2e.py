@@ -189,3 +189,38 @@ def test_ctrl_c_reaches_the_workload_and_leaves_no_container(project: Path, engi
         time.sleep(0.2)
     assert engine.containers(REPLAY_LABEL) == []
     assert last_report(project)["status"] == "interrupted"
+
+
+def test_piped_stdin_reaches_the_workload(project: Path) -> None:
+    """`producer | envcap replay -- CMD`: the data arrives, and EOF too (the workload ends)."""
+    done = subprocess.run([sys.executable, "-m", "envcap.cli", "replay", str(project / ".envcap"), "--",
+                           "python", "-c", "import sys; print('GOT', sys.stdin.read().strip()[::-1])"],
+                          cwd=project, input="olleh", capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "GOT hello" in done.stdout
+
+
+def test_a_terminal_is_passed_through_as_a_tty(project: Path) -> None:
+    """With envcap on a terminal, the workload sees one too (progress bars, pdb, prompts work)."""
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "envcap.cli", "replay", str(project / ".envcap"), "--",
+                                    "python", "-c", "import sys; print('TTY', sys.stdin.isatty(), sys.stdout.isatty())"],
+                                   cwd=project, stdin=follower, stdout=follower, stderr=subprocess.PIPE)
+        os.close(follower)
+        _, stderr = process.communicate(timeout=300)
+        seen = b""
+        while True:  # the terminal's output, read until the last writer is gone
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(leader)
+    assert process.returncode == 0, stderr.decode(errors="replace")
+    assert b"TTY True True" in seen, seen[-2000:]
