@@ -80,6 +80,18 @@ def test_uv_pip_sync_of_the_lock_rebuilds_the_same_set(source: tuple[Path, set[t
     assert installers["six"] == "uv"
 
 
+def test_uv_installs_pylock_toml_into_the_same_set(source: tuple[Path, set[tuple[str, str]]],
+                                                   tmp_path: Path) -> None:
+    """PEP 751: uv consumes envcap's pylock.toml directly, each file checked against its sha256."""
+    lock_dir, packages = source
+    python = venv(tmp_path / "d")
+    env = dict(os.environ, UV_CACHE_DIR=str(tmp_path / "uv-cache"), UV_NO_CONFIG="1")
+    done = subprocess.run([str(BIN / "uv"), "pip", "sync", "--python", str(python), str(lock_dir / "pylock.toml")],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert snapshot(python, tmp_path / "lock-d") == packages
+
+
 def test_pins_and_hashes_survive_the_round_trip(source: tuple[Path, set[tuple[str, str]]], tmp_path: Path) -> None:
     """Snapshotting the rebuilt venv gives the same requirements.lock entries, hashes included."""
     lock_dir, _ = source
