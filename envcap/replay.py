@@ -114,9 +114,10 @@ class _State:
 # --------------------------------------------------------------------------------------- helpers
 
 def new_replay_id(now: _dt.datetime | None = None) -> str:
-    """Sortable by time, unique enough for concurrent replays of one lock."""
+    """Sortable by time, to the microsecond (two replays in one second must still sort in order);
+    the random suffix keeps concurrent replays of one lock apart."""
     moment = now or _dt.datetime.now(_dt.timezone.utc)
-    return moment.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    return moment.strftime("%Y%m%dT%H%M%S.%fZ") + "-" + secrets.token_hex(3)
 
 
 def now_utc() -> str:

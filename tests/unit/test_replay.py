@@ -534,3 +534,14 @@ def test_the_image_envcap_build_made_is_found_by_the_lock_label(tmp_path: Path, 
     assert engine.builds == [] and engine.runs[-1].image == IMAGE_ID
     memo = json.loads((tmp_path / "lock" / "replays" / IMAGE_MEMO).read_text())
     assert memo["image_id"] == IMAGE_ID
+
+
+def test_replay_ids_sort_in_time_order_within_one_second() -> None:
+    """Reports are found as 'the newest folder': ids made in the same second must sort by time."""
+    import datetime as dt
+
+    from envcap.replay import new_replay_id
+
+    base = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    ids = [new_replay_id(base + dt.timedelta(microseconds=step)) for step in (900_000, 5, 400_000, 0)]
+    assert sorted(ids) == [ids[3], ids[1], ids[2], ids[0]]
