@@ -66,14 +66,19 @@ def test_pip_install_of_the_lock_rebuilds_the_same_set(source: tuple[Path, set[t
     assert again == packages
 
 
+def uv_sync(python: Path, lock: Path, tmp_path: Path) -> None:
+    """``uv pip sync`` into ``python``'s venv, with uv's own cache and no user configuration."""
+    env = dict(os.environ, UV_CACHE_DIR=str(tmp_path / "uv-cache"), UV_NO_CONFIG="1")
+    done = subprocess.run([str(BIN / "uv"), "pip", "sync", "--python", str(python), str(lock)],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def test_uv_pip_sync_of_the_lock_rebuilds_the_same_set(source: tuple[Path, set[tuple[str, str]]],
                                                        tmp_path: Path) -> None:
     lock_dir, packages = source
     python = venv(tmp_path / "c")
-    env = dict(os.environ, UV_CACHE_DIR=str(tmp_path / "uv-cache"), UV_NO_CONFIG="1")
-    done = subprocess.run([str(BIN / "uv"), "pip", "sync", "--python", str(python), str(lock_dir / "requirements.lock")],
-                          capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
+    uv_sync(python, lock_dir / "requirements.lock", tmp_path)
     again = snapshot(python, tmp_path / "lock-c")
     assert again == packages
     installers = {d.name: d.installer for d in load_snapshot(tmp_path / "lock-c").distributions}
@@ -85,10 +90,7 @@ def test_uv_installs_pylock_toml_into_the_same_set(source: tuple[Path, set[tuple
     """PEP 751: uv consumes envcap's pylock.toml directly, each file checked against its sha256."""
     lock_dir, packages = source
     python = venv(tmp_path / "d")
-    env = dict(os.environ, UV_CACHE_DIR=str(tmp_path / "uv-cache"), UV_NO_CONFIG="1")
-    done = subprocess.run([str(BIN / "uv"), "pip", "sync", "--python", str(python), str(lock_dir / "pylock.toml")],
-                          capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
+    uv_sync(python, lock_dir / "pylock.toml", tmp_path)
     assert snapshot(python, tmp_path / "lock-d") == packages
 
 
