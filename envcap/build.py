@@ -28,7 +28,7 @@ from envcap.model import Snapshot, content_digest
 from envcap.paths import atomic_write, cache_dir
 from envcap.plan import BuildPlan, make_plan
 from envcap.render import render_dockerfile, render_dockerignore
-from envcap.summary import load_snapshot, lock_path
+from envcap.summary import load_lock, lock_path
 from envcap.wheelhouse import (
     FetchStats,
     RequirementsLock,
@@ -143,7 +143,7 @@ class NoProgress:
 # -- deciding ------------------------------------------------------------------------------------
 def load_inputs(lock_dir: Path) -> tuple[Snapshot, RequirementsLock]:
     """The lock set's two files; the live environment is never looked at."""
-    snapshot = load_snapshot(lock_dir)
+    snapshot = load_lock(lock_dir)
     folder = lock_path(Path(lock_dir)).parent
     req_path = folder / "requirements.lock"
     try:

@@ -61,7 +61,7 @@ from envcap.replay_report import (
     RunRecord,
     render_json,
 )
-from envcap.summary import load_snapshot, lock_path
+from envcap.summary import load_lock, lock_path
 
 REPLAYS = "replays"
 REPLAY_LABEL = "io.envcap.replay"
@@ -205,26 +205,33 @@ def resolve_image(engine: ContainerEngine, request: ReplayRequest, lock: Snapsho
             warnings.append(f"{request.image} carries no envcap lock label, so it may not be the snapshot's image")
         return request.image, info.id, None, warnings
     memo = _read_memo(folder)
-    if memo and memo.get("lock_digest") == lock.digest and memo.get("base_image") == request.base_image:
+    requirements = _requirements_digest(folder)
+    if (memo and memo.get("lock_digest") == lock.digest and memo.get("requirements") == requirements
+            and memo.get("base_image") == request.base_image):
         info = engine.image(str(memo.get("image_id")))
         if info is not None:
             return str(memo.get("tag") or info.id), info.id, False, warnings
     if request.base_image is None and lock.digest:
         # built earlier by `envcap build` (perhaps with --base-image): the newest image of this lock
         for info in engine.find_images(f"io.envcap.lock-digest={lock.digest}"):
-            _write_memo(folder, {"lock_digest": lock.digest, "image_id": info.id,
+            _write_memo(folder, {"lock_digest": lock.digest, "requirements": requirements, "image_id": info.id,
                                  "tag": info.tags[0] if info.tags else info.id, "base_image": None})
             return (info.tags[0] if info.tags else info.id), info.id, False, warnings
-    try:
-        from envcap import build as build_module
-    except ImportError:  # pragma: no cover - envcap.build ships with envcap
-        raise ReplayError("this envcap cannot build images, and no image was given.",
-                          hint="pass --image IMG") from None
+    from envcap import build as build_module
+
     options = build_module.BuildOptions(base_image=request.base_image)
     result = build_module.build(folder, engine, options, progress=build_progress)
-    _write_memo(folder, {"lock_digest": lock.digest, "image_id": result.image_id, "tag": result.tag,
-                         "base_image": request.base_image})
+    _write_memo(folder, {"lock_digest": lock.digest, "requirements": requirements, "image_id": result.image_id,
+                         "tag": result.tag, "base_image": request.base_image})
     return result.tag, result.image_id, not result.cached, warnings
+
+
+def _requirements_digest(folder: Path) -> str | None:
+    """requirements.lock decides the image too (it can be edited apart from the lock)."""
+    try:
+        return hashlib.sha256((folder / "requirements.lock").read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _read_memo(folder: Path) -> dict[str, Any] | None:
@@ -555,7 +562,7 @@ def replay(request: ReplayRequest, *, engine: ContainerEngine, on_output: Output
         raise UsageError("no command to replay was given.", hint="put it after --: envcap replay -- python train.py")
     if request.repeat < 1:
         raise UsageError(f"--repeat {request.repeat} must be at least 1.", hint="pass --repeat 2 to run twice")
-    lock = load_snapshot(request.lock_dir)
+    lock = load_lock(request.lock_dir)
     folder = lock_path(Path(request.lock_dir)).parent.absolute()  # bind mounts need absolute paths
     gpus = decide_gpus(request.gpus, lock)
     user = request.user or f"{os.getuid()}:{os.getgid()}"

@@ -37,6 +37,16 @@ def load_snapshot(location: Path) -> Snapshot:
     return loads(text, origin=str(path))
 
 
+def load_lock(location: Path) -> Snapshot:
+    """The snapshot as ``build`` and ``replay`` use it: its digest is that of its content.
+
+    A lock edited by hand keeps its old ``digest`` field; images are found and labelled by digest,
+    so trusting the stale one would run the image of the lock as it was before the edit.
+    """
+    snapshot = load_snapshot(location)
+    return snapshot if digest_matches(snapshot) and snapshot.digest else snapshot.with_digest()
+
+
 def _gib(value: int | None) -> str:
     return f"{value / 2**30:.1f} GiB" if value else "unknown"
 

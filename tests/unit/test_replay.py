@@ -545,3 +545,21 @@ def test_replay_ids_sort_in_time_order_within_one_second() -> None:
     base = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
     ids = [new_replay_id(base + dt.timedelta(microseconds=step)) for step in (900_000, 5, 400_000, 0)]
     assert sorted(ids) == [ids[3], ids[1], ids[2], ids[0]]
+
+
+def test_a_lock_edited_by_hand_does_not_reuse_the_old_image(tmp_path: Path, host_facts: dict[str, Any]) -> None:
+    """The memo and image labels follow the lock's content: an edited lock means another image."""
+    from envcap.errors import LockfileError
+
+    lock = make_lock(tmp_path / "lock", host_facts)
+    memo = tmp_path / "lock" / "replays" / IMAGE_MEMO
+    memo.parent.mkdir(parents=True)
+    memo.write_text(json.dumps({"lock_digest": lock.digest, "image_id": IMAGE_ID, "tag": IMAGE, "base_image": None}))
+    path = tmp_path / "lock" / "envcap.lock.json"
+    edited = json.loads(path.read_text())
+    edited["env"] = {"OMP_NUM_THREADS": "1"}  # the stored digest is left as it was
+    path.write_text(json.dumps(edited))
+    engine = engine_for(Container(host_facts))
+    with pytest.raises(LockfileError, match="requirements.lock"):  # it went on to build (this lock set has none)
+        replay(request(tmp_path, image=None), engine=engine, host_gpu=no_gpu)
+    assert engine.builds == []
