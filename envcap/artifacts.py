@@ -262,34 +262,28 @@ class ArtifactResolver:
             return cached
         local_index = local_index_for(name, version)
         errors = []
-        # (label, index URL); None stands for the local find-links folders
-        sources: list[tuple[str, str | None]] = [("find-links", None)]
+        # (label, index URL); None stands for the local find-links folders. A local-version build
+        # (+cpu) is looked for on disk first: its index is rarely reachable. Any other release takes the
+        # index's full file list, and local wheels (hashed only then) fill in when no index has it.
+        indexes: list[tuple[str, str | None]] = []
         if not self.offline:
-            sources.append((local_index, local_index) if local_index else ("pypi", PYPI_SIMPLE))
-            sources += [(index, index) for index in self.extra_indexes]
-        local_hits: list[Artifact] = []
-        for source, index_url in sources:
+            indexes.append((local_index, local_index) if local_index else ("pypi", PYPI_SIMPLE))
+            indexes += [(index, index) for index in self.extra_indexes]
+        local: list[tuple[str, str | None]] = [("find-links", None)]
+        for source, index_url in (local + indexes) if local_index else (indexes + local):
             try:
                 if index_url is None:
                     found = self._from_find_links(name, version)
                 else:
                     found = self._from_simple(index_url, name, version)
-            except (OSError, ValueError, _http_exception()) as exc:
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, _http_exception()) as exc:
+                # an index that answers with the wrong shape is one more source that did not help
                 errors.append(f"{source}: {exc}")
                 continue
             if not found:
                 continue
-            if source == "find-links":
-                local_hits = found
-                if not local_index:
-                    continue  # prefer the index's full file list; local wheels fill in when it has none
             release = Release(name=name, version=version, artifacts=tuple(sorted(found, key=lambda a: a.filename)),
                               index_url=local_index, source=source)
-            self._store(release)
-            return release
-        if local_hits:
-            release = Release(name=name, version=version, artifacts=tuple(local_hits), index_url=local_index,
-                              source="find-links")
             self._store(release)
             return release
         return Release(name=name, version=version, artifacts=(), index_url=local_index,

@@ -35,7 +35,7 @@ from typing import Any
 from envcap import __version__, hook
 from envcap._serde import ShapeError, from_json, to_json
 from envcap.engine import ContainerEngine, Mount, OutputCallback, RunResult, RunSpec
-from envcap.errors import EnvcapError, ReplayError, UsageError
+from envcap.errors import EnvcapError, OutputError, ReplayError, UsageError
 from envcap.model import GitState, Gpu, OutputFingerprint, Snapshot, dumps, snapshot_to_dict
 from envcap.outputs import OutputComparison, fingerprint, keep_copies, resolve
 from envcap.outputs import compare as compare_outputs
@@ -582,6 +582,14 @@ def replay(request: ReplayRequest, *, engine: ContainerEngine, on_output: Output
         if report_of(exc) is None:
             attach_report(exc, _save(state, status=status, message=f"error: {exc.message}"))
         raise
+    except OSError as exc:  # the replay's own files (its folder, the hook): one sentence, not a traceback
+        error = OutputError(f"the replay could not write {exc.filename or 'its files'}: {exc.strerror or exc}.",
+                            hint=f"check that {folder / REPLAYS} is a writable folder (remove a file in its way)")
+        try:
+            attach_report(error, _save(state, status="replay-failed", message=f"error: {error.message}"))
+        except (OSError, EnvcapError):
+            pass  # the folder that failed is the one the report would go to
+        raise error from None
 
 
 def attach_report(exc: BaseException, report: ReplayReport) -> None:

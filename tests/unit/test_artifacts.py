@@ -136,3 +136,18 @@ def test_pypi_hashes_for_a_known_release(tmp_path: Path) -> None:
         ("six-1.16.0.tar.gz", "1e61c37477a1626458e36f7b1d82aa5c9b094fa4802892072e49de9c60c4c926"),
     }
     assert all(a.url and a.url.startswith("https://files.pythonhosted.org/") for a in release.artifacts)
+
+
+def test_an_index_answering_with_the_wrong_shape_is_a_miss_not_a_crash(tmp_path: Path) -> None:
+    """A broken mirror (files without url, entries that are not objects) must not end the snapshot."""
+    from envcap.artifacts import ArtifactResolver
+
+    index = tmp_path / "simple"
+    (index / "six").mkdir(parents=True)
+    (index / "six" / "index.html").write_text('{"files": [{"filename": "six-1.16.0-py2.py3-none-any.whl", '
+                                              '"hashes": {"sha256": "' + "a" * 64 + '"}}, 7]}')
+    resolver = ArtifactResolver(tmp_path / "cache", extra_indexes=[index.as_uri()], offline=False)
+    resolver.http.get = lambda url, accept="": (404, b"") if "pypi.org" in url else (  # type: ignore[method-assign]
+        200, (index / "six" / "index.html").read_bytes())
+    release = resolver.resolve_one("six", "1.16.0")
+    assert release.artifacts == () and release.error

@@ -139,3 +139,21 @@ def test_compare_without_copies_still_says_which_files_differ() -> None:
     assert only.status == "differs" and only.numeric is None
     (same,) = compare(a, a, baseline_copies=None, current_copies=None)
     assert same.status == "same"
+
+
+def test_damaged_numeric_outputs_fall_back_to_the_hash(tmp_path: Path) -> None:
+    """Files a crashed workload leaves behind must not crash the comparison after the run."""
+    from envcap.outputs import numeric_diff
+
+    cases = {
+        "empty.npy": (b"", b""),
+        "cut.npz": (b"PK\x03\x04broken", b"PK\x03\x04other"),
+        "wide.csv": (b"a\n" + b'"' + b"x" * 200_000 + b'"\n', b"a\n1\n"),
+    }
+    for name, (left, right) in cases.items():
+        a, b = tmp_path / "a" / name, tmp_path / "b" / name
+        a.parent.mkdir(exist_ok=True)
+        b.parent.mkdir(exist_ok=True)
+        a.write_bytes(left)
+        b.write_bytes(right)
+        assert numeric_diff(a, b) is None, name

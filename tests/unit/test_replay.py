@@ -563,3 +563,13 @@ def test_a_lock_edited_by_hand_does_not_reuse_the_old_image(tmp_path: Path, host
     with pytest.raises(LockfileError, match="requirements.lock"):  # it went on to build (this lock set has none)
         replay(request(tmp_path, image=None), engine=engine, host_gpu=no_gpu)
     assert engine.builds == []
+
+
+def test_a_file_where_the_replays_folder_should_be_is_one_error(tmp_path: Path, host_facts: dict[str, Any]) -> None:
+    from envcap.errors import OutputError
+
+    make_lock(tmp_path / "lock", host_facts)
+    (tmp_path / "lock" / "replays").write_text("in the way")
+    engine = engine_for(Container(host_facts))
+    with pytest.raises(OutputError, match="could not write"):
+        replay(request(tmp_path), engine=engine, host_gpu=no_gpu)
