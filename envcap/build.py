@@ -13,6 +13,7 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -369,11 +370,26 @@ def assemble_context(inputs: BuildInputs, folder: Path, wheelhouse: Wheelhouse,
 
 
 # -- the whole build -----------------------------------------------------------------------------
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)?"
+IMAGE_REFERENCE = re.compile(rf"{_DOMAIN}{_COMPONENT}(?:/{_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?")
+
+
+def check_reference(ref: str) -> None:
+    """A --tag the engine would refuse is refused before a build, not after it (Docker's grammar)."""
+    if not IMAGE_REFERENCE.fullmatch(ref):
+        raise UsageError(f"--tag {ref!r} is not a valid image name.",
+                         hint="use lowercase letters, digits and . _ - in the name, then an optional :tag "
+                              "(for example --tag team/train:v1)")
+
+
 def build(lock_dir: Path, engine: ContainerEngine, options: BuildOptions = BuildOptions(), *,
           progress: BuildProgress | None = None, wheelhouse: Wheelhouse | None = None,
           clock: Callable[[], float] = time.monotonic) -> BuildResult:
     """Builds the image of ``lock_dir`` unless the engine already has it under the same digest."""
     started = clock()
+    for extra in options.tags:
+        check_reference(extra)
     progress = progress or NoProgress()
     inputs = prepare(lock_dir, engine, options, progress)
     cached = find_cached(engine, inputs)

@@ -109,7 +109,8 @@ class DockerEngine:
 
     @contextlib.contextmanager
     def _talking(self) -> Iterator[None]:
-        """Connection failures become EngineUnavailable; API errors pass to the caller."""
+        """Connection failures and time-outs become EngineUnavailable; an API error that the code
+        inside did not handle becomes one sentence too, never a traceback."""
         import docker
         import requests
 
@@ -118,9 +119,15 @@ class DockerEngine:
         except (requests.exceptions.ConnectionError, ConnectionError, FileNotFoundError) as exc:
             self.close()
             raise self._unavailable(exc) from None
+        except requests.exceptions.RequestException as exc:  # a read time-out: the engine stopped answering
+            self.close()
+            raise EngineUnavailable(f"the container engine at {self.endpoint} stopped answering ({short_reason(exc)}).",
+                                    hint="check that it is running and not overloaded, then try again") from None
+        except docker.errors.APIError as exc:
+            raise EngineUnavailable(f"the container engine at {self.endpoint} refused the request: "
+                                    f"{exc.explanation or exc}.",
+                                    hint="check the engine's log (journalctl -u docker) and try again") from None
         except docker.errors.DockerException as exc:
-            if isinstance(exc, docker.errors.APIError):
-                raise
             self.close()
             raise self._unavailable(exc) from None
 

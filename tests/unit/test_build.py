@@ -422,3 +422,20 @@ def test_left_out_distributions_are_reported(tmp_path: Path, packaging_like: Dis
     result = build(lock, fake_engine(), options())
 
     assert [item.split(":")[0] for item in result.left_out] == ["private==1.0"]
+
+
+def test_an_invalid_tag_is_refused_before_anything_is_built(cli: CliRunner, tmp_path: Path,
+                                                            packaging_like: Distribution) -> None:
+    lock = write_lock(tmp_path / "lock", make_snapshot(packaging_like))
+    engine = fake_engine()
+    done = cli.invoke(main, ["build", str(lock), "--base-image", BASE, "--tag", "Bad Tag"], obj={"engine": engine})
+    assert done.exit_code == 2
+    assert "error: --tag 'Bad Tag' is not a valid image name." in done.stderr
+    assert engine.builds == []
+
+
+@pytest.mark.parametrize("ref", ["team/train:v1", "localhost:5000/a/b:1.0", "envcap:0123abcd", "x"])
+def test_valid_references_pass_the_tag_check(ref: str) -> None:
+    from envcap.build import check_reference
+
+    check_reference(ref)
