@@ -17,7 +17,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,11 +84,15 @@ def display_path(path: Path, root: Path) -> str:
 
 
 
-def fingerprint(patterns: Sequence[str], root: Path) -> tuple[OutputFingerprint, ...]:
-    """Hashes every file matching ``patterns``; a file that vanishes while hashed is skipped."""
+def fingerprint(patterns: Sequence[str], root: Path,
+                keep: Callable[[Path], bool] | None = None) -> tuple[OutputFingerprint, ...]:
+    """Hashes every file matching ``patterns`` (that ``keep`` accepts, asked before hashing);
+    a file that vanishes while hashed is skipped."""
     prints = []
     for path in expand(patterns, root):
         try:
+            if keep is not None and not keep(path):
+                continue
             prints.append(OutputFingerprint(path=display_path(path, root), sha256=sha256_file(path),
                                             size=path.stat().st_size))
         except OSError:

@@ -37,7 +37,7 @@ from envcap._serde import ShapeError, from_json, to_json
 from envcap.engine import ContainerEngine, Mount, OutputCallback, RunResult, RunSpec
 from envcap.errors import EnvcapError, OutputError, ReplayError, UsageError
 from envcap.model import GitState, Gpu, OutputFingerprint, Snapshot, dumps, snapshot_to_dict
-from envcap.outputs import OutputComparison, fingerprint, keep_copies, resolve
+from envcap.outputs import OutputComparison, display_path, fingerprint, keep_copies
 from envcap.outputs import compare as compare_outputs
 from envcap.paths import atomic_write
 from envcap.plan import HOST_ONLY_ENV, REDACTED
@@ -491,17 +491,20 @@ def outputs_baseline(folder: Path, lock: Snapshot, patterns: Sequence[str], curr
 
 def fresh_outputs(patterns: Sequence[str], cwd: Path, since_ns: int
                   ) -> tuple[tuple[OutputFingerprint, ...], tuple[str, ...]]:
-    """(files written since ``since_ns``, files that match but are older): an old file is not an output."""
-    prints = fingerprint(patterns, cwd)
-    fresh: list[OutputFingerprint] = []
-    stale: list[OutputFingerprint] = []
-    for fp in prints:
-        try:
-            written = resolve(fp, cwd).stat().st_mtime_ns >= since_ns
-        except OSError:
-            continue
-        (fresh if written else stale).append(fp)
-    return tuple(fresh), tuple(fp.path for fp in stale)
+    """(files written since ``since_ns``, files that match but are older): an old file is not an output.
+
+    Only the fresh files are hashed: old checkpoints that match a pattern can be gigabytes.
+    """
+    stale: list[str] = []
+
+    def written_by_this_run(path: Path) -> bool:
+        if path.stat().st_mtime_ns >= since_ns:
+            return True
+        stale.append(display_path(path, cwd))
+        return False
+
+    fresh = fingerprint(patterns, cwd, keep=written_by_this_run)
+    return fresh, tuple(stale)
 
 
 # ------------------------------------------------------------------------------ the native run
