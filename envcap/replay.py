@@ -577,6 +577,7 @@ def replay(request: ReplayRequest, *, engine: ContainerEngine, on_output: Output
     try:
         return _replay(state, engine, on_output, host_gpu, build_progress)
     except KeyboardInterrupt as exc:
+        _sweep_containers(engine, replay_id)
         report = _save(state, status="interrupted", message="interrupted (Ctrl-C); the container was stopped.")
         attach_report(exc, report)
         raise
@@ -593,6 +594,19 @@ def replay(request: ReplayRequest, *, engine: ContainerEngine, on_output: Output
         except (OSError, EnvcapError):
             pass  # the folder that failed is the one the report would go to
         raise error from None
+
+
+def _sweep_containers(engine: ContainerEngine, replay_id: str) -> None:
+    """After Ctrl-C: remove what this replay started and a thread may not get to remove (a second
+    Ctrl-C abandons the in-container probe's thread, whose own cleanup then never runs)."""
+    try:
+        for container_id in engine.containers(f"{REPLAY_LABEL}={replay_id}"):
+            try:
+                engine.remove_container(container_id)
+            except (EnvcapError, KeyboardInterrupt):
+                continue
+    except (EnvcapError, KeyboardInterrupt):
+        return
 
 
 def attach_report(exc: BaseException, report: ReplayReport) -> None:

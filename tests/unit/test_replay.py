@@ -573,3 +573,22 @@ def test_a_file_where_the_replays_folder_should_be_is_one_error(tmp_path: Path, 
     engine = engine_for(Container(host_facts))
     with pytest.raises(OutputError, match="could not write"):
         replay(request(tmp_path), engine=engine, host_gpu=no_gpu)
+
+
+def test_ctrl_c_sweeps_containers_a_thread_left_behind(tmp_path: Path, host_facts: dict[str, Any]) -> None:
+    """A second Ctrl-C abandons the probe's thread; the replay removes its containers by label."""
+    make_lock(tmp_path / "lock", host_facts)
+    container = Container(host_facts, fail_on_workload=KeyboardInterrupt())
+    engine = engine_for(container)
+    original = engine.on_run
+
+    def leave_one_behind(spec: RunSpec) -> RunResult:
+        if spec.command[:2] != ("python3", "-"):  # the workload: as if the probe's thread died mid-run
+            engine.live_containers["abandoned-probe"] = dict(spec.labels)
+        return original(spec)
+
+    engine.on_run = leave_one_behind
+    with pytest.raises(KeyboardInterrupt):
+        replay(request(tmp_path), engine=engine, host_gpu=no_gpu)
+    assert "abandoned-probe" in engine.removed
+    assert engine.containers(REPLAY_LABEL) == []
