@@ -24,7 +24,6 @@ from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
     canonicalize_name,
-    canonicalize_version,
     parse_sdist_filename,
     parse_wheel_filename,
 )
@@ -318,9 +317,3 @@ class ArtifactResolver:
                         progress(release)
         return results
 
-
-def normalise_version(version: str) -> str:
-    try:
-        return canonicalize_version(version, strip_trailing_zero=False)
-    except (InvalidVersion, TypeError):
-        return version

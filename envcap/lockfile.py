@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from packaging.utils import canonicalize_name
 
 from envcap import __version__
+from envcap.artifacts import PYPI_SIMPLE
 from envcap.model import Artifact, Distribution, Snapshot
 
-PYPI_SIMPLE = "https://pypi.org/simple"
 # pip, setuptools and wheel are pinned like everything else: a different pip in the image is a
 # different installer, and setuptools' pkg_resources is imported by training code.
 

@@ -8,6 +8,7 @@ there is one, is in ``unavailable``. The format is described in docs/lockfile.md
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
@@ -300,6 +301,11 @@ class Snapshot:
 
     def with_digest(self) -> Snapshot:
         return replace(self, digest=content_digest(self))
+
+
+def now_utc() -> str:
+    """The timestamp format of ``captured_at`` (and of replay reports): UTC, to the second."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def snapshot_to_dict(snapshot: Snapshot) -> dict[str, Any]:

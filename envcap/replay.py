@@ -36,7 +36,7 @@ from envcap import __version__, hook
 from envcap._serde import ShapeError, from_json, to_json
 from envcap.engine import ContainerEngine, Mount, OutputCallback, RunResult, RunSpec
 from envcap.errors import EnvcapError, OutputError, ReplayError, UsageError
-from envcap.model import GitState, Gpu, OutputFingerprint, Snapshot, dumps, snapshot_to_dict
+from envcap.model import GitState, Gpu, OutputFingerprint, Snapshot, dumps, now_utc, snapshot_to_dict
 from envcap.outputs import OutputComparison, display_path, fingerprint, keep_copies
 from envcap.outputs import compare as compare_outputs
 from envcap.paths import atomic_write
@@ -119,9 +119,6 @@ def new_replay_id(now: _dt.datetime | None = None) -> str:
     moment = now or _dt.datetime.now(_dt.timezone.utc)
     return moment.strftime("%Y%m%dT%H%M%S.%fZ") + "-" + secrets.token_hex(3)
 
-
-def now_utc() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def decide_gpus(choice: str, lock: Snapshot) -> bool:

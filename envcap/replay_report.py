@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envcap._serde import to_json
+from envcap.explain.report import md_cell
 from envcap.model import OutputFingerprint
 from envcap.outputs import NumericDiff, OutputComparison
 from envcap.preflight import PreflightCheck
@@ -270,10 +271,6 @@ def render_text(report: ReplayReport) -> str:
 
 # --------------------------------------------------------------------------------------- Markdown
 
-def _md(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def render_markdown(report: ReplayReport) -> str:
     """For an issue or pull request: the facts first, then tables."""
     out = [f"### envcap replay `{report.replay_id}`", ""]
@@ -284,39 +281,39 @@ def render_markdown(report: ReplayReport) -> str:
     out.append(f"- **Lock:** `{report.lock_digest or 'no digest'}`")
     out.append(f"- **GPUs:** {'passed through' if report.gpus else 'none'}")
     if report.message:
-        out.append(f"- **Result:** {_md(report.message)}")
+        out.append(f"- **Result:** {md_cell(report.message)}")
     comparison = report.comparison
     if comparison is not None:
         out += ["", "#### Differences from the snapshot", ""]
         if comparison.method == "field-diff":
-            out += [f"_Field-by-field comparison: {_md(comparison.note or 'not ranked by likely effect')}._", ""]
+            out += [f"_Field-by-field comparison: {md_cell(comparison.note or 'not ranked by likely effect')}._", ""]
         if comparison.differences:
             out += ["| severity | fact | snapshot | replay | why | mitigation |", "| --- | --- | --- | --- | --- | --- |"]
             for d in comparison.differences:
-                out.append(f"| {d.severity} | `{_md(d.fact)}` | {_md(d.original)} | {_md(d.replay)} | "
-                           f"{_md(d.why or '')} | {_md(d.mitigation or '')} |")
+                out.append(f"| {d.severity} | `{md_cell(d.fact)}` | {md_cell(d.original)} | {md_cell(d.replay)} | "
+                           f"{md_cell(d.why or '')} | {md_cell(d.mitigation or '')} |")
         else:
             out.append("No differences found.")
         out.append("")
         if comparison.stack_identical is True:
-            out.append(f"**The software stack is identical** ({_md(comparison.stack_note or '')}).")
+            out.append(f"**The software stack is identical** ({md_cell(comparison.stack_note or '')}).")
         elif comparison.stack_identical is False:
-            out.append(f"**The software stack differs** ({_md(comparison.stack_note or '')}).")
+            out.append(f"**The software stack differs** ({md_cell(comparison.stack_note or '')}).")
         if comparison.verdict:
-            out.append(f"**Verdict:** {_md(comparison.verdict)}")
+            out.append(f"**Verdict:** {md_cell(comparison.verdict)}")
     if report.precision:
         out += ["", "#### Precision settings the workload left", "", "| flag | value |", "| --- | --- |"]
-        out += [f"| `{_md(k)}` | {_md(v)} |" for k, v in sorted(report.precision.items())]
+        out += [f"| `{md_cell(k)}` | {md_cell(v)} |" for k, v in sorted(report.precision.items())]
     if report.outputs is not None:
         section = report.outputs
-        out += ["", f"#### Outputs (`{_md(', '.join(section.patterns))}`)", ""]
+        out += ["", f"#### Outputs (`{md_cell(', '.join(section.patterns))}`)", ""]
         if section.baseline is None:
             out.append("Fingerprinted; nothing earlier to compare with.")
         else:
-            out += [f"Compared with {_md(section.baseline)}.", "", "| file | status | numbers |", "| --- | --- | --- |"]
+            out += [f"Compared with {md_cell(section.baseline)}.", "", "| file | status | numbers |", "| --- | --- | --- |"]
             for item in section.files:
-                out.append(f"| `{_md(item.path)}` | {item.status} | "
-                           f"{_md(numeric_text(item.numeric)) if item.numeric else ''} |")
+                out.append(f"| `{md_cell(item.path)}` | {item.status} | "
+                           f"{md_cell(numeric_text(item.numeric)) if item.numeric else ''} |")
     if report.repeat is not None and report.repeat.runs > 1:
         rep = report.repeat
         verdict = {True: "identical in every run", False: "**not identical** across runs (the workload is "
@@ -325,12 +322,12 @@ def render_markdown(report: ReplayReport) -> str:
         for pair in rep.pairs:
             for item in pair.files:
                 if item.status != "same":
-                    out.append(f"- run {pair.run} vs run 1: `{_md(item.path)}` {item.status}"
-                               f"{': ' + _md(numeric_text(item.numeric)) if item.numeric else ''}")
+                    out.append(f"- run {pair.run} vs run 1: `{md_cell(item.path)}` {item.status}"
+                               f"{': ' + md_cell(numeric_text(item.numeric)) if item.numeric else ''}")
     shown = [c for c in report.preflight if c.status != "skipped"]
     if shown:
         out += ["", "#### Pre-flight", ""]
-        out += [f"- {c.status}: {c.name}: {_md(c.detail)}" for c in shown]
+        out += [f"- {c.status}: {c.name}: {md_cell(c.detail)}" for c in shown]
     if report.warnings:
-        out += [""] + [f"> warning: {_md(w)}" for w in report.warnings]
+        out += [""] + [f"> warning: {md_cell(w)}" for w in report.warnings]
     return "\n".join(out) + "\n"

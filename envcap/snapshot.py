@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import sys
 import threading
 from collections.abc import Callable
@@ -12,7 +11,7 @@ from typing import Any
 
 from envcap import __version__
 from envcap.artifacts import ArtifactResolver, Release
-from envcap.model import LOCK_FILENAME, Snapshot, dumps
+from envcap.model import LOCK_FILENAME, Snapshot, dumps, now_utc
 from envcap.paths import atomic_write_many, cache_dir
 from envcap.probe import run_probe, snapshot_from_facts
 
@@ -25,9 +24,6 @@ class SnapshotResult:
     out_dir: Path
     files: tuple[Path, ...]
 
-
-def now_utc() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def capture(

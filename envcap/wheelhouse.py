@@ -557,10 +557,6 @@ def link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def is_sdist(filename: str) -> bool:
-    return filename.endswith(SDIST_SUFFIXES)
-
-
 __all__ = ["Choice", "FetchStats", "LockedRequirement", "RequirementsLock", "TargetPlatform",
            "Vendored", "WheelSet", "Wheelhouse", "choose", "link_or_copy", "parse_requirements_lock",
            "platform_from_snapshot", "platform_tags", "tree_digest", "wheel_rank"]

@@ -25,3 +25,13 @@ def console(stderr: bool = False) -> Any:
 
 def interactive() -> bool:
     return sys.stderr.isatty()
+
+
+def engine_from(ctx: click.Context) -> Any:
+    """The engine given by the caller (``obj={"engine": ...}``, as tests pass a fake) or the one found."""
+    given = ctx.obj.get("engine") if isinstance(ctx.obj, dict) else None
+    if given is not None:
+        return given
+    from envcap.engine import connect
+
+    return connect()

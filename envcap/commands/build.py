@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from envcap.commands._output import console, emit_json, interactive
+from envcap.commands._output import console, emit_json, engine_from, interactive
 from envcap.snapshot import DEFAULT_OUT
 
 
@@ -26,13 +26,11 @@ def command(ctx: click.Context, lock_dir: Path, base_image: str | None, tags: tu
             target_python: str | None, target_glibc: str | None, verbose: bool, as_json: bool) -> None:
     """Build the image of a snapshot (DIR, default .envcap/), or find it already built."""
     from envcap.build import BuildOptions, build
-    from envcap.engine import BuildStepFailed, connect
+    from envcap.engine import BuildStepFailed
 
     options = BuildOptions(base_image=base_image, online=online, tags=tags, target_python=target_python,
                            target_glibc=target_glibc, source_date_epoch=os.environ.get("SOURCE_DATE_EPOCH"))
-    # An engine given by the caller (``obj={"engine": ...}``, as tests pass a fake) or the one found.
-    engine = (ctx.obj or {}).get("engine") if isinstance(ctx.obj, dict) else None
-    engine = engine or connect()
+    engine = engine_from(ctx)
     progress = _Progress(verbose=verbose)
     progress.start()
     try:

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from envcap.commands._output import console
+from envcap.commands._output import console, engine_from
 from envcap.snapshot import DEFAULT_OUT
 
 
@@ -68,7 +68,7 @@ def command(ctx: click.Context, lock_dir: Path, image: str | None, base_image: s
                             base_image=base_image, gpus=gpus, outputs=outputs, repeat=repeat, user=user,
                             tty=sys.stdin.isatty() and sys.stdout.isatty(), interactive=interactive_stdin,
                             host_env=dict(os.environ))
-    engine = _engine(ctx)
+    engine = engine_from(ctx)
 
     def on_output(chunk: bytes, stream: str) -> None:
         text = sys.stderr if stream == "stderr" else sys.stdout
@@ -107,16 +107,6 @@ class _BuildNotes:
     def build_event(self, event: Any) -> None:
         if event.kind == "step":
             click.echo(f"envcap: build step {event.step}/{event.total}", err=True)
-
-
-def _engine(ctx: click.Context) -> Any:
-    """An engine given by the caller (``obj={"engine": ...}``, as tests pass a fake) or the one found."""
-    given = ctx.obj.get("engine") if isinstance(ctx.obj, dict) else None
-    if given is not None:
-        return given
-    from envcap.engine import connect
-
-    return connect()
 
 
 def _publish(report: Any, report_file: Path | None, markdown_file: Path | None, *, with_message: bool) -> None:

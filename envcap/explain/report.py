@@ -82,30 +82,31 @@ def _short(facts: tuple[str, ...], limit: int = 12) -> str:
     return shown + (f", … ({len(facts) - limit} more)" if len(facts) > limit else "")
 
 
-def _md(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+def md_cell(text: object) -> str:
+    """Text safe inside a Markdown table cell: backslashes and pipes escaped, one line."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
 def render_markdown(report: DiffReport) -> str:
     """A section ready to paste into an issue or pull request."""
-    lines = ["### envcap diff", "", f"**{_md(report.verdict)}**", "",
+    lines = ["### envcap diff", "", f"**{md_cell(report.verdict)}**", "",
              f"A: `{report.source_a}`, B: `{report.source_b}`; {report.compared} facts compared.", ""]
     significant = report.significant
     if significant:
         lines += ["| severity | fact | A | B | why | what to do |", "| --- | --- | --- | --- | --- | --- |"]
         for f in significant:
-            lines.append(f"| {f.severity} | `{_md(f.fact)}` | {_md(value_text(f, 'A'))} | {_md(value_text(f, 'B'))} "
-                         f"| {_md(f.why)} ([ref]({f.reference})) | {_md(f.mitigation)} |")
+            lines.append(f"| {f.severity} | `{md_cell(f.fact)}` | {md_cell(value_text(f, 'A'))} | {md_cell(value_text(f, 'B'))} "
+                         f"| {md_cell(f.why)} ([ref]({f.reference})) | {md_cell(f.mitigation)} |")
         lines.append("")
     info = [f for f in report.findings if f.severity == "info"]
     if info:
         lines += ["<details><summary>Informational differences</summary>", ""]
-        lines += [f"- `{_md(f.fact)}`: {_md(value_text(f, 'A'))} → {_md(value_text(f, 'B'))}" for f in info]
+        lines += [f"- `{md_cell(f.fact)}`: {md_cell(value_text(f, 'A'))} → {md_cell(value_text(f, 'B'))}" for f in info]
         lines += ["", "</details>", ""]
     if report.unknown_a or report.unknown_b:
         lines += ["<details><summary>Facts known on one side only</summary>", "",
-                  f"- unknown in A: {_md(', '.join(report.unknown_a) or 'none')}",
-                  f"- unknown in B: {_md(', '.join(report.unknown_b) or 'none')}", "", "</details>", ""]
+                  f"- unknown in A: {md_cell(', '.join(report.unknown_a) or 'none')}",
+                  f"- unknown in B: {md_cell(', '.join(report.unknown_b) or 'none')}", "", "</details>", ""]
     return "\n".join(lines)
 
 

@@ -575,10 +575,6 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def rule_ids() -> tuple[str, ...]:
-    return tuple(rule.id for rule in RULES)
-
-
 def markdown_table(rules: tuple[Rule, ...] = RULES) -> str:
     """The rule table of docs/explain.md, generated so the docs cannot drift from the rules."""
 
