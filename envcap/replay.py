@@ -36,7 +36,7 @@ from envcap import __version__, hook
 from envcap._serde import ShapeError, from_json, to_json
 from envcap.engine import ContainerEngine, Mount, OutputCallback, RunResult, RunSpec
 from envcap.errors import EnvcapError, OutputError, ReplayError, UsageError
-from envcap.model import GitState, Gpu, OutputFingerprint, Snapshot, dumps, now_utc, snapshot_to_dict
+from envcap.model import GitState, Gpu, OutputFingerprint, Snapshot, dumps, now_utc
 from envcap.outputs import OutputComparison, display_path, fingerprint, keep_copies
 from envcap.outputs import compare as compare_outputs
 from envcap.paths import atomic_write
@@ -362,101 +362,19 @@ def stack_verdict(a: Snapshot, b: Snapshot | None) -> tuple[bool | None, str]:
     return False, shown + more
 
 
-# Fields that describe how or where a snapshot was taken, not the environment; never a difference.
-IGNORED = ("schema", "envcap_version", "captured_at", "digest", "source", "derived", "unavailable", "warnings",
-           "outputs", "pip_config", "python.executable", "python.prefix", "python.base_prefix", "git.root")
-# The fallback's only ordering: the categories the issue ranks, most likely to change results first.
-CATEGORY_ORDER = ("gpu", "cuda", "precision", "torch_runtime", "blas", "cpu", "env", "distributions", "python",
-                  "os", "toolchain", "git")
-LIST_KEYS = ("name", "library", "index", "path")
-
-
-def flatten(value: Any, prefix: str = "") -> dict[str, str]:
-    """A snapshot as ``dotted.path -> text``; lists of records keyed by their name, not their position."""
-    out: dict[str, str] = {}
-    if isinstance(value, dict):
-        for key, item in value.items():
-            out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-    elif isinstance(value, list):
-        if value and all(isinstance(v, dict) for v in value):
-            for position, item in enumerate(value):
-                key = next((str(item[k]) for k in LIST_KEYS if item.get(k) is not None), str(position))
-                if "shipped_by" in item:
-                    key += f"@{item['shipped_by']}"
-                out.update(flatten(item, f"{prefix}[{key}]"))
-        else:
-            out[prefix] = ", ".join(sorted(str(v) for v in value))
-    elif value is not None:
-        out[prefix] = str(value).lower() if isinstance(value, bool) else str(value)
-    return out
-
-
-def _comparable(snapshot: Snapshot) -> dict[str, str]:
-    data = snapshot_to_dict(snapshot)
-    dists = data.pop("distributions", []) or []
-    flat = flatten(data)
-    for dist in dists:
-        flat[f"distributions[{dist['name']}]"] = str(dist["version"])
-    return {k: v for k, v in flat.items()
-            if not any(k == ignored or k.startswith((ignored + ".", ignored + "["))
-                       for ignored in IGNORED)}
-
-
-def field_diff(a: Snapshot, b: Snapshot) -> tuple[Difference, ...]:
-    """The simplest honest comparison: every field that differs, ordered by category only."""
-    fa, fb = _comparable(a), _comparable(b)
-    keys = [k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k)]
-
-    def order(key: str) -> tuple[int, str]:
-        head = key.split(".", 1)[0].split("[", 1)[0]
-        return (CATEGORY_ORDER.index(head) if head in CATEGORY_ORDER else len(CATEGORY_ORDER), key)
-
-    return tuple(Difference(fact=k, original=fa.get(k, "absent"), replay=fb.get(k, "absent"))
-                 for k in sorted(keys, key=order))
-
-
 def compare_snapshots(a: Snapshot, b: Snapshot) -> Comparison:
-    """explain's ranked findings when envcap.explain is importable, else the field-by-field fallback."""
+    """explain's ranked findings, as the replay report's Comparison (their order kept)."""
+    from envcap.explain import diff
+    from envcap.explain.compare import show
+
     identical, note = stack_verdict(a, b)
-    try:
-        explain: Any = importlib.import_module("envcap.explain")
-        diff = explain.diff
-    except (ImportError, AttributeError):
-        return Comparison(method="field-diff", differences=field_diff(a, b), stack_identical=identical,
-                          stack_note=note, note="the explain rules are not available, so differences are ordered "
-                                                "by category only, without reasons")
     result = diff(a, b)
-    return from_diff_report(result, identical, note)
-
-
-def from_diff_report(result: Any, identical: bool | None, note: str) -> Comparison:
-    """explain's DiffReport as the replay report's Comparison (its findings keep their order)."""
-    differences = []
-    for finding in getattr(result, "findings", ()):
-        differences.append(Difference(
-            fact=str(getattr(finding, "fact", None) or getattr(finding, "title", "?")),
-            original=_text(getattr(finding, "a", None)),
-            replay=_text(getattr(finding, "b", None)),
-            severity=str(getattr(finding, "severity", "unranked")),
-            why=getattr(finding, "why", None),
-            mitigation=getattr(finding, "mitigation", None),
-            rule=getattr(finding, "rule", None) or None,
-            reference=getattr(finding, "reference", None) or None,
-        ))
-    unknown = tuple(sorted(set(getattr(result, "unknown_a", ()) or ()) | set(getattr(result, "unknown_b", ()) or ())))
-    verdict = getattr(result, "verdict", None)
-    return Comparison(method="explain", differences=tuple(differences), stack_identical=identical, stack_note=note,
-                      verdict=str(verdict) if verdict is not None else None, unknown=tuple(str(u) for u in unknown))
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return ", ".join(sorted(str(v) for v in value)) or "none"
-    return str(value)
+    differences = tuple(Difference(fact=f.fact, original=show(f.a), replay=show(f.b), severity=f.severity, why=f.why,
+                                   mitigation=f.mitigation, rule=f.rule or None, reference=f.reference or None)
+                        for f in result.findings)
+    unknown = tuple(sorted(set(result.unknown_a) | set(result.unknown_b)))
+    return Comparison(method="explain", differences=differences, stack_identical=identical, stack_note=note,
+                      verdict=result.verdict, unknown=unknown)
 
 
 # ---------------------------------------------------------------------------------------- outputs

@@ -39,7 +39,7 @@ class Difference:
 
 @dataclass(frozen=True)
 class Comparison:
-    method: str  # explain | field-diff
+    method: str  # explain (the ranked rules of envcap.explain)
     differences: tuple[Difference, ...] = ()
     stack_identical: bool | None = None  # packages, Python, CUDA libraries, BLAS: None when a side is unknown
     stack_note: str | None = None
@@ -196,11 +196,7 @@ def render_text(report: ReplayReport) -> str:
     comparison = report.comparison
     if comparison is not None:
         lines.append("")
-        if comparison.method == "field-diff":
-            lines.append("Differences from the snapshot (field-by-field comparison; "
-                         f"{comparison.note or 'not ranked by likely effect'})")
-        else:
-            lines.append("Differences from the snapshot, most likely to change results first")
+        lines.append("Differences from the snapshot, most likely to change results first")
         if not comparison.differences:
             lines.append("  none found")
         for diff in comparison.differences:
@@ -285,8 +281,6 @@ def render_markdown(report: ReplayReport) -> str:
     comparison = report.comparison
     if comparison is not None:
         out += ["", "#### Differences from the snapshot", ""]
-        if comparison.method == "field-diff":
-            out += [f"_Field-by-field comparison: {md_cell(comparison.note or 'not ranked by likely effect')}._", ""]
         if comparison.differences:
             out += ["| severity | fact | snapshot | replay | why | mitigation |", "| --- | --- | --- | --- | --- | --- |"]
             for d in comparison.differences:
