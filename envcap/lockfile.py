@@ -38,6 +38,8 @@ def dispose(dist: Distribution) -> Disposition:
         return Disposition(dist, "vendored", f"{dist.name} {dist.version} is installed from the local folder "
                            f"{where}{' (editable)' if origin == 'editable' else ''}: `envcap build` builds it into "
                            "a wheel on the host and installs that in the image; it is not in requirements.lock.")
+    if origin == "conda":
+        return Disposition(dist, "conda")  # one warning for all of them: see conda_note
     if origin == "vcs":
         commit = dist.origin.commit if dist.origin else None
         return Disposition(dist, "vendored", f"{dist.name} {dist.version} comes from {where} at commit "
@@ -64,6 +66,18 @@ def dispose(dist: Distribution) -> Disposition:
         return Disposition(dist, "pinned", f"{dist.name} {dist.version} was installed by {source}; the lock pins "
                            "the same version from the index, whose build may differ.")
     return Disposition(dist, "pinned")
+
+
+def conda_note(snapshot: Snapshot) -> str | None:
+    """One sentence for every conda package without Python metadata (an environment has dozens)."""
+    libraries = [d for d in snapshot.distributions if d.origin is not None and d.origin.kind == "conda"]
+    if not libraries:
+        return None
+    shown = ", ".join(f"{d.name} {d.version}" for d in libraries[:8])
+    more = f" and {len(libraries) - 8} more" if len(libraries) > 8 else ""
+    return (f"{len(libraries)} conda packages without Python metadata ({shown}{more}) are recorded for comparison "
+            "but not rebuilt: the image takes its libraries (BLAS, CUDA) from pip wheels; recreate them with "
+            "conda where the exact build matters.")
 
 
 def dispositions(snapshot: Snapshot) -> list[Disposition]:

@@ -42,6 +42,7 @@ class Origin:
     requested_revision: str | None = None
     subdirectory: str | None = None
     sha256: str | None = None
+    build: str | None = None  # a conda package's build string (py311h..._0, cuda12_mkl)
 
 
 @dataclass(frozen=True)

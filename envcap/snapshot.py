@@ -59,9 +59,12 @@ def capture(
             dist = replace(dist, artifacts=release.artifacts, index_url=release.index_url)
         dists.append(dist)
     snapshot = replace(snapshot, distributions=tuple(dists))
-    from envcap.lockfile import dispositions
+    from envcap.lockfile import conda_note, dispositions
 
     warnings = [item.note for item in dispositions(snapshot) if item.note]
+    conda = conda_note(snapshot)
+    if conda:
+        warnings.append(conda)
     for dist in snapshot.distributions:
         for problem in dist.problems:
             warnings.append(f"{dist.name}: broken metadata ({problem}).")

@@ -210,6 +210,38 @@ def site_kind(folder):
     return "other"
 
 
+def conda_packages(prefix):
+    """Packages of a conda environment that have no dist-info (mkl, cudatoolkit, cudnn, openblas...).
+
+    conda-meta holds one ``name-version-build.json`` per package; the file names alone say enough,
+    so none is opened. Python packages conda installed also have a dist-info, read as usual.
+    """
+    try:
+        entries = os.listdir(os.path.join(prefix, "conda-meta"))
+    except OSError:
+        return []
+    found = []
+    for entry in sorted(entries):
+        if not entry.endswith(".json") or entry.count("-") < 2:
+            continue
+        name, version, build = entry[:-5].rsplit("-", 2)
+        found.append({"name": canonical_name(name), "display_name": name, "version": version, "build": build})
+    return found
+
+
+def merge_conda(dists, conda):
+    """Adds conda's non-Python packages as distributions of origin 'conda' (never pip-installable)."""
+    known = {d["name"] for d in dists} | {"python"}  # the interpreter is described in its own section
+    for package in conda:
+        if package["name"] in known:
+            continue
+        dists.append({"name": package["name"], "display_name": package["display_name"],
+                      "version": package["version"], "installer": "conda", "requested": None,
+                      "location": None, "site": None, "metadata_format": "conda-meta",
+                      "origin": {"kind": "conda", "url": None, "build": package["build"]}})
+    return dists
+
+
 def distributions_facts(paths):
     """Scans every dist-info/egg-info on the target's sys.path, first one wins (as importlib does)."""
     seen = {}
@@ -1146,6 +1178,8 @@ def collect(options):
     search_path = [p for p in sys.path if p and os.path.abspath(p) != script_dir]
     cache = FileCache(options["cache"])
     dists = guarded("distributions", distributions_facts, search_path) or []
+    if os.path.isdir(os.path.join(sys.prefix, "conda-meta")):
+        dists = guarded("conda", merge_conda, dists, conda_packages(sys.prefix)) or dists
     dist_index = {d["name"]: d for d in dists}
     facts = {
         "probe_version": PROBE_VERSION,

@@ -244,3 +244,15 @@ def test_distributions_outside_site_packages_are_warned_about() -> None:
     dist = Distribution(name="six", version="1.16.0", site="other", location="/srv/vendor",
                         artifacts=(Artifact("six-1.16.0.tar.gz", sha("1"), "https://files.example/six.tar.gz"),))
     assert dispose(dist).note is not None
+
+
+def test_conda_libraries_get_one_warning_and_stay_out_of_the_pins() -> None:
+    from envcap.lockfile import conda_note, render_requirements_lock
+
+    libs = tuple(Distribution(name=f"lib{i}", version="1.0", installer="conda", origin=Origin(kind="conda", build="h0"))
+                 for i in range(10))
+    snap = Snapshot(python=PythonEnv(version="3.11.7"), distributions=libs).with_digest()
+    note = conda_note(snap)
+    assert note is not None and note.startswith("10 conda packages") and "and 2 more" in note
+    text = render_requirements_lock(snap)
+    assert "lib0==1.0 \\" not in text and "#   lib0==1.0: conda" in text

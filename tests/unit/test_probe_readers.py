@@ -427,3 +427,17 @@ def test_uuid_hash_helper_matches_sha256(probe: ModuleType) -> None:
                                   "memory_total_bytes": 1, "mig_mode": None, "ecc_mode": None}]})
     gpu = probe.gpu_facts(nvml, "fake")
     assert gpu["devices"][0]["uuid_sha256"] == hashlib.sha256(b"GPU-1234").hexdigest()[:16]
+
+
+def test_conda_packages_without_dist_info_are_listed_with_their_build(probe: ModuleType, tmp_path: Path) -> None:
+    """mkl or cudatoolkit from conda have no dist-info; conda-meta's file names still tell what they are."""
+    meta = tmp_path / "conda-meta"
+    meta.mkdir()
+    for name in ("mkl-2023.1.0-h213fc3f_46344.json", "libblas-3.9.0-20_linux64_mkl.json",
+                 "numpy-1.26.4-py311h08b1b3b_0.json", "python-3.11.7-h955ad1f_0.json", "history"):
+        (meta / name).write_text("{}")
+    dists = probe.merge_conda([{"name": "numpy", "version": "1.26.4"}], probe.conda_packages(str(tmp_path)))
+    by_name = {d["name"]: d for d in dists}
+    assert set(by_name) == {"numpy", "mkl", "libblas"}  # numpy has its dist-info; python is the interpreter
+    assert by_name["mkl"]["version"] == "2023.1.0" and by_name["mkl"]["installer"] == "conda"
+    assert by_name["libblas"]["origin"] == {"kind": "conda", "url": None, "build": "20_linux64_mkl"}
