@@ -12,6 +12,7 @@ import os
 import re
 import socket as _socket
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -358,41 +359,38 @@ class DockerEngine:
         wants_stdin = spec.stdin_data is not None or spec.interactive
         out = bytearray()
         err = bytearray()
-        try:
-            with self._talking():
-                sock = api.attach_socket(container_id, params={"stdin": 1 if wants_stdin else 0, "stdout": 1,
-                                                               "stderr": 1, "stream": 1})
-                raw = getattr(sock, "_sock", sock)
-                with contextlib.suppress(Exception):
-                    raw.settimeout(None)  # a quiet workload is not a dead engine
-                try:
-                    api.start(container_id)
-                except docker.errors.APIError as exc:
-                    raise ReplayError(f"the engine could not start a container from {spec.image}: "
-                                      f"{exc.explanation or exc}.",
-                                      hint="for --gpus, the engine needs the NVIDIA container toolkit (a 'nvidia' "
-                                           "runtime or CDI devices)" if spec.gpus else
-                                      "check the image and the run's options") from None
-                feeder = self._start_stdin(raw, spec) if wants_stdin else None
-                from docker.utils.socket import frames_iter
-
-                for stream_no, chunk in frames_iter(sock, spec.tty):  # type: ignore[no-untyped-call]
-                    name = "stderr" if stream_no == 2 else "stdout"
-                    if on_output is not None:
-                        on_output(chunk, name)
-                    elif name == "stderr":
-                        err.extend(chunk)
-                    else:
-                        out.extend(chunk)
+        with self._talking():
+            sock = api.attach_socket(container_id, params={"stdin": 1 if wants_stdin else 0, "stdout": 1,
+                                                           "stderr": 1, "stream": 1})
+            raw = getattr(sock, "_sock", sock)
+            with contextlib.suppress(Exception):
+                raw.settimeout(None)  # a quiet workload is not a dead engine
+            try:
+                api.start(container_id)
+            except docker.errors.APIError as exc:
+                raise ReplayError(f"the engine could not start a container from {spec.image}: "
+                                  f"{exc.explanation or exc}.",
+                                  hint="for --gpus, the engine needs the NVIDIA container toolkit (a 'nvidia' "
+                                       "runtime or CDI devices)" if spec.gpus else
+                                  "check the image and the run's options") from None
+            feeder = self._start_stdin(raw, spec) if wants_stdin else None
+            reader = _Reader(sock, spec.tty, on_output, out, err)
+            reader.start()
+            try:
+                while reader.is_alive():
+                    reader.join(0.2)  # the main thread waits where Ctrl-C can reach it
+            except KeyboardInterrupt:
+                self._interrupt(container_id, reader)
+                raise
+            finally:
                 with contextlib.suppress(Exception):
                     sock.close()
-                if feeder is not None:
-                    feeder.join(timeout=1)
-                status = api.wait(container_id)
-                state = api.inspect_container(container_id).get("State", {})
-        except KeyboardInterrupt:
-            self._interrupt(container_id)
-            raise
+            if reader.failure is not None:
+                raise reader.failure
+            if feeder is not None:
+                feeder.join(timeout=1)
+            status = api.wait(container_id)
+            state = api.inspect_container(container_id).get("State", {})
         return RunResult(exit_code=int(status.get("StatusCode", -1)), stdout=bytes(out), stderr=bytes(err),
                          oom_killed=bool(state.get("OOMKilled")), container_id=container_id)
 
@@ -428,14 +426,20 @@ class DockerEngine:
         thread.start()
         return thread
 
-    def _interrupt(self, container_id: str) -> None:
-        """Ctrl-C: pass SIGINT to the workload, give it a grace period, then stop it for good."""
+    def _interrupt(self, container_id: str, reader: threading.Thread) -> None:
+        """Ctrl-C: pass SIGINT to the workload and keep streaming what it prints while it shuts down,
+        for a grace period; a second Ctrl-C, or the end of the grace period, stops it for good."""
         with contextlib.suppress(Exception):
             self.api.kill(container_id, signal="SIGINT")
-            self.api.wait(container_id, timeout=STOP_GRACE_S)
-            return
-        with contextlib.suppress(Exception):
-            self.api.kill(container_id)
+        deadline = time.monotonic() + STOP_GRACE_S
+        try:
+            while reader.is_alive() and time.monotonic() < deadline:
+                reader.join(0.2)
+        except KeyboardInterrupt:
+            pass
+        if reader.is_alive():
+            with contextlib.suppress(Exception):
+                self.api.kill(container_id)
 
     def _remove_despite_interrupts(self, container_id: str) -> None:
         """Removal must happen even when Ctrl-C is pressed again meanwhile (it takes well under a second)."""
@@ -447,6 +451,35 @@ class DockerEngine:
                 continue
             except Exception:  # noqa: BLE001 - a container we cannot remove must not hide the run's result
                 return
+
+
+class _Reader(threading.Thread):
+    """Reads the attached container's output to its end in a thread of its own.
+
+    Why a thread: a KeyboardInterrupt raised inside the socket read would cut a multiplexed frame
+    in half; here the main thread takes Ctrl-C while this one keeps the stream whole.
+    """
+
+    def __init__(self, sock: Any, tty: bool, on_output: OutputCallback | None, out: bytearray,
+                 err: bytearray) -> None:
+        super().__init__(name="envcap-output", daemon=True)
+        self.sock, self.tty, self.on_output, self.out, self.err = sock, tty, on_output, out, err
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        from docker.utils.socket import frames_iter
+
+        try:
+            for stream_no, chunk in frames_iter(self.sock, self.tty):  # type: ignore[no-untyped-call]
+                name = "stderr" if stream_no == 2 else "stdout"
+                if self.on_output is not None:
+                    self.on_output(chunk, name)
+                elif name == "stderr":
+                    self.err.extend(chunk)
+                else:
+                    self.out.extend(chunk)
+        except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            self.failure = exc
 
 
 def _image_info(data: dict[str, Any]) -> ImageInfo:

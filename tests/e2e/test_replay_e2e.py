@@ -167,6 +167,7 @@ def test_ctrl_c_reaches_the_workload_and_leaves_no_container(project: Path, engi
             "    time.sleep(120)\n"
             "except KeyboardInterrupt:\n"
             "    open('saw-sigint.txt', 'w').write('yes')\n"
+            "    print('saving a checkpoint before exiting', flush=True)\n"
             "    sys.exit(130)\n")
     process = subprocess.Popen([sys.executable, "-m", "envcap.cli", "replay", str(project / ".envcap"), "--",
                                 "python", "-c", code], cwd=project, stdout=subprocess.PIPE,
@@ -176,13 +177,14 @@ def test_ctrl_c_reaches_the_workload_and_leaves_no_container(project: Path, engi
         assert process.stdout.readline().strip() == "ready"
         assert engine.containers(REPLAY_LABEL)  # the workload's (the probe's may still be going too)
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=60)
+        out, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:  # a failed assertion must not leave the replay (and its container) running
             process.send_signal(signal.SIGINT)
             process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert (project / "saw-sigint.txt").read_text() == "yes"  # the workload itself got the SIGINT
+    assert "saving a checkpoint before exiting" in out  # and what it printed while stopping still streams
     assert "error: interrupted" in err
     deadline = time.monotonic() + 10
     while engine.containers(REPLAY_LABEL) and time.monotonic() < deadline:
