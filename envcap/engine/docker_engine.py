@@ -385,6 +385,9 @@ class DockerEngine:
             finally:
                 with contextlib.suppress(Exception):
                     sock.close()
+            if isinstance(reader.failure, KeyboardInterrupt):  # raised by the on_output callback
+                self._interrupt(container_id, reader)
+                raise reader.failure
             if reader.failure is not None:
                 raise reader.failure
             if feeder is not None:
@@ -478,7 +481,7 @@ class _Reader(threading.Thread):
                     self.err.extend(chunk)
                 else:
                     self.out.extend(chunk)
-        except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread (a callback's Ctrl-C too)
             self.failure = exc
 
 
