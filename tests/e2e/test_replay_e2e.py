@@ -184,7 +184,7 @@ def test_ctrl_c_reaches_the_workload_and_leaves_no_container(project: Path, engi
             process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert (project / "saw-sigint.txt").read_text() == "yes"  # the workload itself got the SIGINT
-    assert "saving a checkpoint before exiting" in out  # and what it printed while stopping still streams
+    assert "saving a checkpoint before exiting" in out, err  # and what it printed while stopping still streams
     assert "error: interrupted" in err
     deadline = time.monotonic() + 10
     while engine.containers(REPLAY_LABEL) and time.monotonic() < deadline:
