@@ -34,7 +34,14 @@ from typing import Any
 
 from envcap import __version__, hook
 from envcap._serde import ShapeError, from_json, to_json
-from envcap.engine import ContainerEngine, Mount, OutputCallback, RunResult, RunSpec
+from envcap.engine import (
+    ContainerEngine,
+    Mount,
+    OutputCallback,
+    RunResult,
+    RunSpec,
+    keep_signals_for_the_main_thread,
+)
 from envcap.errors import EnvcapError, OutputError, ReplayError, UsageError
 from envcap.model import GitState, Gpu, OutputFingerprint, Snapshot, dumps, now_utc
 from envcap.outputs import OutputComparison, display_path, fingerprint, keep_copies
@@ -264,6 +271,8 @@ class _ProbeJob:
         self.thread: threading.Thread | None = None
 
     def run(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            keep_signals_for_the_main_thread()
         try:
             self.snapshot = probe_in_container(self.engine, self.spec, deep=self.deep, image=self.image)
         except EnvcapError as exc:

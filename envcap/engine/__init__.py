@@ -7,7 +7,9 @@ touches Docker at import time.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,3 +170,14 @@ def connect(base_url: str | None = None, *, timeout: float = 60.0,
     if any("(permission denied)" in problem for problem in problems):
         hint = "add your user to the docker group (then log in again), or point DOCKER_HOST at an engine you may use"
     raise EngineUnavailable(f"cannot reach a container engine: looked at {where}.", hint=hint)
+
+
+def keep_signals_for_the_main_thread() -> None:
+    """Blocks Ctrl-C and SIGTERM in the calling worker thread, so the kernel delivers them to the main one.
+
+    Why: a signal that lands in a thread blocked on the attach socket interrupts its read, and
+    docker-py takes the EINTR for the end of the stream, so the workload's last output was lost
+    (seen in half the replays interrupted right after they printed).
+    """
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})

@@ -26,6 +26,7 @@ from envcap.engine import (
     OutputCallback,
     RunResult,
     RunSpec,
+    keep_signals_for_the_main_thread,
 )
 from envcap.errors import BuildError, EngineUnavailable, ReplayError
 
@@ -377,8 +378,8 @@ class DockerEngine:
             reader = _Reader(sock, spec.tty, on_output, out, err)
             reader.start()
             try:
-                while reader.is_alive():
-                    reader.join(0.2)  # the main thread waits where Ctrl-C can reach it
+                while not reader.finished.wait(0.2):  # the main thread waits where Ctrl-C can reach it
+                    pass
             except KeyboardInterrupt:
                 self._interrupt(container_id, reader)
                 raise
@@ -408,6 +409,7 @@ class DockerEngine:
                     raw.shutdown(_socket.SHUT_WR)
 
         def feed() -> None:
+            keep_signals_for_the_main_thread()
             try:
                 if spec.stdin_data is not None:
                     raw.sendall(spec.stdin_data)
@@ -429,18 +431,18 @@ class DockerEngine:
         thread.start()
         return thread
 
-    def _interrupt(self, container_id: str, reader: threading.Thread) -> None:
+    def _interrupt(self, container_id: str, reader: _Reader) -> None:
         """Ctrl-C: pass SIGINT to the workload and keep streaming what it prints while it shuts down,
         for a grace period; a second Ctrl-C, or the end of the grace period, stops it for good."""
         with contextlib.suppress(Exception):
             self.api.kill(container_id, signal="SIGINT")
         deadline = time.monotonic() + STOP_GRACE_S
         try:
-            while reader.is_alive() and time.monotonic() < deadline:
-                reader.join(0.2)
+            while not reader.finished.wait(0.2) and time.monotonic() < deadline:
+                pass
         except KeyboardInterrupt:
             pass
-        if reader.is_alive():
+        if not reader.finished.is_set():
             with contextlib.suppress(Exception):
                 self.api.kill(container_id)
 
@@ -460,7 +462,9 @@ class _Reader(threading.Thread):
     """Reads the attached container's output to its end in a thread of its own.
 
     Why a thread: a KeyboardInterrupt raised inside the socket read would cut a multiplexed frame
-    in half; here the main thread takes Ctrl-C while this one keeps the stream whole.
+    in half; here the main thread takes Ctrl-C while this one keeps the stream whole. The caller
+    waits on ``finished``, not on ``join()``: a Ctrl-C that interrupts ``Thread.join`` leaves
+    ``is_alive()`` reporting False for a thread that still runs (CPython's bpo-45274 handling).
     """
 
     def __init__(self, sock: Any, tty: bool, on_output: OutputCallback | None, out: bytearray,
@@ -468,10 +472,12 @@ class _Reader(threading.Thread):
         super().__init__(name="envcap-output", daemon=True)
         self.sock, self.tty, self.on_output, self.out, self.err = sock, tty, on_output, out, err
         self.failure: BaseException | None = None
+        self.finished = threading.Event()
 
     def run(self) -> None:
         from docker.utils.socket import frames_iter
 
+        keep_signals_for_the_main_thread()
         try:
             for stream_no, chunk in frames_iter(self.sock, self.tty):  # type: ignore[no-untyped-call]
                 name = "stderr" if stream_no == 2 else "stdout"
@@ -483,6 +489,8 @@ class _Reader(threading.Thread):
                     self.out.extend(chunk)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread (a callback's Ctrl-C too)
             self.failure = exc
+        finally:
+            self.finished.set()
 
 
 def _image_info(data: dict[str, Any]) -> ImageInfo:
