@@ -25,11 +25,11 @@ from typing import Any, Protocol
 from envcap import __version__
 from envcap.engine import BuildEvent, ContainerEngine, ImageInfo, RunSpec
 from envcap.errors import BuildError, LockfileError, OutputError, ReplayError, UsageError
-from envcap.model import Snapshot, content_digest
+from envcap.model import Snapshot, content_digest, digest_matches
 from envcap.paths import atomic_write, cache_dir
 from envcap.plan import BuildPlan, make_plan
 from envcap.render import render_dockerfile, render_dockerignore
-from envcap.summary import load_lock, lock_path
+from envcap.summary import load_snapshot, lock_path
 from envcap.wheelhouse import (
     FetchStats,
     RequirementsLock,
@@ -144,7 +144,7 @@ class NoProgress:
 # -- deciding ------------------------------------------------------------------------------------
 def load_inputs(lock_dir: Path) -> tuple[Snapshot, RequirementsLock]:
     """The lock set's two files; the live environment is never looked at."""
-    snapshot = load_lock(lock_dir)
+    snapshot = load_snapshot(lock_dir)  # its stored digest as written: prepare() tells if it was edited
     folder = lock_path(Path(lock_dir)).parent
     req_path = folder / "requirements.lock"
     try:
@@ -260,11 +260,16 @@ def prepare(lock_dir: Path, engine: ContainerEngine, options: BuildOptions = Bui
     """Decides the image and its digest: reads the lock and asks the engine about base images, nothing else."""
     progress = progress or NoProgress()
     snapshot, requirements = load_inputs(lock_dir)
+    notes: list[str] = []
+    if not digest_matches(snapshot) or snapshot.digest is None:
+        notes.append("envcap.lock.json was edited after the snapshot (its digest no longer matches its content)")
+        snapshot = snapshot.with_digest()  # images are labelled with the digest of what they were built from
     hermetic = not options.online
     probe_plan = make_plan(snapshot, base_image=options.base_image, hermetic=hermetic)
     bases = {ref: ensure_image(engine, ref, progress)
              for ref in dict.fromkeys([probe_plan.python_image, probe_plan.base_image])}
-    target, notes = target_platform(snapshot, probe_plan, engine, bases, options)
+    target, platform_notes = target_platform(snapshot, probe_plan, engine, bases, options)
+    notes += platform_notes
     wheels = choose(requirements, snapshot, target, hermetic=hermetic)
     plan = make_plan(snapshot, base_image=options.base_image, hermetic=hermetic, has_vendored=bool(wheels.vendored))
     dockerfile = render_dockerfile(plan)
@@ -288,8 +293,6 @@ def prepare(lock_dir: Path, engine: ContainerEngine, options: BuildOptions = Bui
     }
     digest = build_digest(payload)
     labels[BUILD_DIGEST_LABEL] = digest
-    if snapshot.digest and snapshot.digest != content_digest(snapshot):
-        notes.append("envcap.lock.json was edited after the snapshot (its digest no longer matches its content)")
     return BuildInputs(lock_dir=Path(lock_dir), snapshot=snapshot, requirements=requirements, plan=plan,
                        dockerfile=dockerfile, dockerignore=dockerignore, target=target, wheels=wheels,
                        bases={ref: info.id for ref, info in bases.items()}, labels=labels, digest=digest,

@@ -439,3 +439,20 @@ def test_valid_references_pass_the_tag_check(ref: str) -> None:
     from envcap.build import check_reference
 
     check_reference(ref)
+
+
+def test_a_lock_edited_by_hand_is_said_and_labelled_with_its_content_digest(tmp_path: Path,
+                                                                            packaging_like: Distribution) -> None:
+    import json
+
+    from envcap.build import prepare
+    from envcap.model import content_digest, loads
+
+    lock = write_lock(tmp_path / "lock", make_snapshot(packaging_like))
+    path = lock / "envcap.lock.json" if lock.is_dir() else lock
+    edited = json.loads(path.read_text())
+    edited["env"] = {"OMP_NUM_THREADS": "8"}  # the stored digest is left as it was
+    path.write_text(json.dumps(edited))
+    inputs = prepare(lock, fake_engine(), BuildOptions(base_image=BASE))
+    assert any("edited after the snapshot" in note for note in inputs.notes)
+    assert inputs.snapshot.digest == content_digest(loads(path.read_text()))
