@@ -156,28 +156,30 @@ def conditions_hold(conds: tuple[Cond | AnyOf | AllOf, ...], fa: FactView, fb: F
     return _group(AllOf(conds), fa, fb)
 
 
-def _group(node: Cond | AnyOf | AllOf, fa: FactView, fb: FactView) -> bool | None:
-    if isinstance(node, Cond):
-        return _cond(node, fa, fb)
-    outcomes = [_group(child, fa, fb) for child in node.conds]
-    if isinstance(node, AnyOf):
-        if any(o is True for o in outcomes):
-            return True
-        return False if all(o is False for o in outcomes) else None
+def _any(outcomes: list[bool | None]) -> bool | None:
+    """Three-valued OR: True if one holds, False if none can, unknown otherwise."""
+    if any(o is True for o in outcomes):
+        return True
+    return False if all(o is False for o in outcomes) else None
+
+
+def _all(outcomes: list[bool | None]) -> bool | None:
+    """Three-valued AND: False if one fails, True if all hold, unknown otherwise."""
     if any(o is False for o in outcomes):
         return False
     return True if all(o is True for o in outcomes) else None
 
 
+def _group(node: Cond | AnyOf | AllOf, fa: FactView, fb: FactView) -> bool | None:
+    if isinstance(node, Cond):
+        return _cond(node, fa, fb)
+    outcomes = [_group(child, fa, fb) for child in node.conds]
+    return _any(outcomes) if isinstance(node, AnyOf) else _all(outcomes)
+
+
 def _cond(cond: Cond, fa: FactView, fb: FactView) -> bool | None:
     outcomes = [_check(cond, view) for view in (fa, fb)]
-    if cond.side == "both":
-        if all(o is True for o in outcomes):
-            return True
-        return False if any(o is False for o in outcomes) else None
-    if any(o is True for o in outcomes):
-        return True
-    return False if all(o is False for o in outcomes) else None
+    return _all(outcomes) if cond.side == "both" else _any(outcomes)
 
 
 def _check(cond: Cond, view: FactView) -> bool | None:
