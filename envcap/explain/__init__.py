@@ -8,8 +8,8 @@ whose findings are ranked most-likely-cause first; ``render_text``/``render_json
 
 from __future__ import annotations
 
-from envcap.explain.diff import DiffReport, Finding, diff
-from envcap.explain.report import render_json, render_markdown, render_text
+from envcap.explain.ranking import DiffReport, Finding, diff
+from envcap.explain.render import render_json, render_markdown, render_text
 from envcap.explain.rules import RULES, Rule
 
 __all__ = ["RULES", "DiffReport", "Finding", "Rule", "diff", "render_json", "render_markdown", "render_text"]

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from envcap.foreign._common import collected, dedupe, distribution, fail
 from envcap.foreign.conda import Row, interpret
-from envcap.model import (
+from envcap.lock.records import (
     Blas,
     Cpu,
     CudaComponent,

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from envcap.foreign._common import dedupe, distribution, fail
-from envcap.model import (
+from envcap.lock.records import (
     Blas,
     Cpu,
     CudaComponent,

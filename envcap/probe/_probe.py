@@ -2,7 +2,7 @@
 
 Why one stdlib-only file: it must run unchanged inside any interpreter that envcap describes (the
 host venv, another venv reached with ``--python``, the replay container) where envcap itself is not
-installed. Its output is the raw material of ``envcap.model.Snapshot``; it never imports torch,
+installed. Its output is the raw material of ``envcap.lock.records.Snapshot``; it never imports torch,
 numpy or anything else heavy unless ``--deep`` asks for a live view.
 
 Every reader returns data or records why it could not (``unavailable``); a probe never crashes on

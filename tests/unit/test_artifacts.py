@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from envcap.artifacts import ArtifactResolver, artifact_matches, artifacts_from_simple_html
+from envcap.snapshot.hashes import ArtifactResolver, artifact_matches, artifacts_from_simple_html
 
 
 def wheel(folder: Path, filename: str, content: bytes = b"") -> Path:
@@ -140,7 +140,7 @@ def test_pypi_hashes_for_a_known_release(tmp_path: Path) -> None:
 
 def test_an_index_answering_with_the_wrong_shape_is_a_miss_not_a_crash(tmp_path: Path) -> None:
     """A broken mirror (files without url, entries that are not objects) must not end the snapshot."""
-    from envcap.artifacts import ArtifactResolver
+    from envcap.snapshot.hashes import ArtifactResolver
 
     index = tmp_path / "simple"
     (index / "six").mkdir(parents=True)

@@ -102,7 +102,7 @@ def test_nothing_touches_docker_at_import_time() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, envcap.engine, envcap.engine.docker_engine, envcap.build, envcap.commands.build; "
+    code = ("import sys, envcap.engine, envcap.engine.docker_engine, envcap.build, envcap.cli.build; "
             "print('docker' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"

@@ -16,8 +16,8 @@ import pytest
 from envcap.explain import diff, render_json, render_markdown, render_text
 from envcap.explain.compare import compare
 from envcap.explain.derive import compute_capability, cuda_from_local_tag, enrich, torch_tf32_defaults
-from envcap.explain.diff import FINDING_KEYS, DiffReport, Finding
-from envcap.model import (
+from envcap.explain.ranking import FINDING_KEYS, DiffReport, Finding
+from envcap.lock.records import (
     Blas,
     BlasLibrary,
     Cpu,

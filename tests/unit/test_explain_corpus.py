@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from envcap.explain import diff
-from envcap.explain.diff import DiffReport
+from envcap.explain.ranking import DiffReport
 from envcap.foreign import load_any
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from envcap.explain.compare import COMPARISONS
-from envcap.explain.diff import matches
+from envcap.explain.ranking import matches
 from envcap.explain.rules import RULES, SEVERITIES, AllOf, AnyOf, Cond, markdown_table
 
 OPS = {"eq", "ne", "ge", "lt", "contains", "present", "absent", "unknown"}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from envcap import hook
+from envcap.workload import hook
 
 REPO = Path(__file__).resolve().parents[2]
 TORCH_WHEEL_VERSION = "2.13.0"  # the one torch this machine installs from local disk

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.pylock import Pylock
 from packaging.version import Version
 
-from envcap.artifacts import ArtifactResolver, local_index_for
-from envcap.paths import sha256_file
-from envcap.lockfile import dispositions, pins, render_pylock, render_requirements_in, render_requirements_lock
-from envcap.model import Artifact, Distribution, Origin, PythonEnv, Snapshot
+from envcap.emit.requirements import dispositions, pins, render_pylock, render_requirements_in, render_requirements_lock
+from envcap.fs import sha256_file
+from envcap.lock.records import Artifact, Distribution, Origin, PythonEnv, Snapshot
+from envcap.snapshot.hashes import ArtifactResolver, local_index_for
 
 TORCH_WHEEL = "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
 HASH_LINE = re.compile(r"^    --hash=sha256:([0-9a-f]{64})( \\)?$")
@@ -230,7 +230,7 @@ def test_an_empty_snapshot_gives_a_valid_pylock() -> None:
 
 
 def test_conda_installs_are_pinned_with_a_warning() -> None:
-    from envcap.lockfile import dispose
+    from envcap.emit.requirements import dispose
 
     dist = Distribution(name="numpy", version="1.26.4", installer="conda",
                         artifacts=(Artifact("numpy-1.26.4.tar.gz", sha("1"), "https://files.example/n.tar.gz"),))
@@ -239,7 +239,7 @@ def test_conda_installs_are_pinned_with_a_warning() -> None:
 
 
 def test_distributions_outside_site_packages_are_warned_about() -> None:
-    from envcap.lockfile import dispose
+    from envcap.emit.requirements import dispose
 
     dist = Distribution(name="six", version="1.16.0", site="other", location="/srv/vendor",
                         artifacts=(Artifact("six-1.16.0.tar.gz", sha("1"), "https://files.example/six.tar.gz"),))
@@ -247,7 +247,7 @@ def test_distributions_outside_site_packages_are_warned_about() -> None:
 
 
 def test_conda_libraries_get_one_warning_and_stay_out_of_the_pins() -> None:
-    from envcap.lockfile import conda_note, render_requirements_lock
+    from envcap.emit.requirements import conda_note, render_requirements_lock
 
     libs = tuple(Distribution(name=f"lib{i}", version="1.0", installer="conda", origin=Origin(kind="conda", build="h0"))
                  for i in range(10))

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from envcap.errors import UsageError
-from envcap.model import OutputFingerprint
-from envcap.outputs import compare, expand, fingerprint, keep_copies, numeric_diff
+from envcap.lock.records import OutputFingerprint
+from envcap.workload.outputs import compare, expand, fingerprint, keep_copies, numeric_diff
 
 
 def write(path: Path, text: str) -> Path:
@@ -143,7 +143,7 @@ def test_compare_without_copies_still_says_which_files_differ() -> None:
 
 def test_damaged_numeric_outputs_fall_back_to_the_hash(tmp_path: Path) -> None:
     """Files a crashed workload leaves behind must not crash the comparison after the run."""
-    from envcap.outputs import numeric_diff
+    from envcap.workload.outputs import numeric_diff
 
     cases = {
         "empty.npy": (b"", b""),

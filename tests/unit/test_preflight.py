@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from envcap.model import CudaComponent, CudaStack, Gpu, GpuDevice, PythonEnv, Snapshot, TorchBuild
-from envcap.preflight import (
+from envcap.lock.records import CudaComponent, CudaStack, Gpu, GpuDevice, PythonEnv, Snapshot, TorchBuild
+from envcap.replay.preflight import (
     check_arch,
     check_driver,
     check_gpu_runtime,

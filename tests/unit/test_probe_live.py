@@ -105,7 +105,7 @@ def test_pythonpath_of_envcaps_process_does_not_leak_into_the_target(fresh_venv:
 
 def test_snapshot_cli_of_another_venv_warns_about_the_editable(fresh_venv: Path, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     from envcap.cli import main
-    from envcap.summary import load_snapshot
+    from envcap.lock.store import load_snapshot
 
     out = tmp_path / "lock"
     result = cli.invoke(main, ["snapshot", "--python", str(fresh_venv / "bin" / "python"), "--out", str(out),

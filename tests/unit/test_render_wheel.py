@@ -57,7 +57,7 @@ def test_wheel_contains_every_template(built_wheel: Path) -> None:
 
 def test_installed_copy_finds_its_own_templates(installed: Path, tmp_path: Path) -> None:
     python = installed / "bin" / "python"
-    done = subprocess.run([str(python), "-c", "import envcap, envcap.render as r; print(envcap.__file__); "
+    done = subprocess.run([str(python), "-c", "import envcap, envcap.emit.dockerfile as r; print(envcap.__file__); "
                            "print(r.templates_dir())"], capture_output=True, text=True, cwd=tmp_path, check=True)
     module_file, templates = done.stdout.split()
     assert module_file.startswith(str(installed)), "envcap must come from the installed wheel, not the checkout"

@@ -19,12 +19,11 @@ from typing import Any
 
 import pytest
 
-from envcap import hook
 from envcap.cli import main
 from envcap.engine import RunResult, RunSpec
 from envcap.errors import EngineUnavailable, LockfileError, PreflightError, ReplayError, UsageError
-from envcap.model import Gpu, GpuDevice, OutputFingerprint, Snapshot, dumps
-from envcap.outputs import keep_copies
+from envcap.lock.records import Gpu, GpuDevice, OutputFingerprint, Snapshot, dumps
+from envcap.lock.store import load_snapshot
 from envcap.probe import probe_source, run_probe, snapshot_from_facts
 from envcap.replay import (
     IMAGE_MEMO,
@@ -37,8 +36,9 @@ from envcap.replay import (
     stack_verdict,
     workload_env,
 )
-from envcap.replay_report import render_json, render_markdown, render_text
-from envcap.summary import load_snapshot
+from envcap.replay.report import render_json, render_markdown, render_text
+from envcap.workload import hook
+from envcap.workload.outputs import keep_copies
 from tests.fakes import FakeEngine
 
 IMAGE = "envcap:replaytest"
@@ -279,7 +279,7 @@ def test_the_image_an_earlier_replay_used_is_found_without_building(tmp_path: Pa
 # -------------------------------------------------------------------------------------------- GPUs
 
 def gpu_lock_changes() -> dict[str, Any]:
-    from envcap.model import CudaComponent, CudaStack, TorchBuild
+    from envcap.lock.records import CudaComponent, CudaStack, TorchBuild
 
     return {"gpu": Gpu(status="ok", driver_version="550.54.15", cuda_driver_version="12.4",
                        devices=(GpuDevice(0, "NVIDIA A100-SXM4-80GB", "8.0"),)),

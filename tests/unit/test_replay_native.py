@@ -15,8 +15,8 @@ import pytest
 
 from envcap.cli import main
 from envcap.errors import UsageError
+from envcap.lock.store import load_snapshot
 from envcap.replay import native_run
-from envcap.summary import load_snapshot
 
 WRITE_METRICS = "import pathlib; p = pathlib.Path('out'); p.mkdir(exist_ok=True); (p / 'm.json').write_text('{\"loss\": 0.25}')"
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from envcap.cli import main
-from envcap.model import (
+from envcap.lock.records import (
     CudaComponent,
     CudaStack,
     Distribution,

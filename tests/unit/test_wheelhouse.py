@@ -12,10 +12,7 @@ from pathlib import Path
 import pytest
 from packaging.tags import Tag
 
-from envcap.errors import ArtifactError, LockfileError
-from envcap.lockfile import render_requirements_lock
-from envcap.model import Artifact, Distribution, Origin, OsInfo, PythonEnv, Snapshot
-from envcap.wheelhouse import (
+from envcap.build.wheelhouse import (
     FetchStats,
     TargetPlatform,
     Wheelhouse,
@@ -25,6 +22,9 @@ from envcap.wheelhouse import (
     tree_digest,
     wheel_rank,
 )
+from envcap.emit.requirements import render_requirements_lock
+from envcap.errors import ArtifactError, LockfileError
+from envcap.lock.records import Artifact, Distribution, Origin, OsInfo, PythonEnv, Snapshot
 
 
 def test_manylinux_tags_run_from_the_images_glibc_down_with_legacy_aliases() -> None:

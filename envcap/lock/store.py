@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from envcap.errors import LockfileError
-from envcap.model import LOCK_FILENAME, Snapshot, digest_matches, loads
+from envcap.lock.records import LOCK_FILENAME, Snapshot, digest_matches, loads
 
 MAX_LOCK_BYTES = 64 << 20
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from envcap.errors import UsageError
-from envcap.model import OutputFingerprint
-from envcap.paths import sha256_file
+from envcap.fs import sha256_file
+from envcap.lock.records import OutputFingerprint
 
 MAX_COPY_BYTES = 256 << 20  # larger outputs keep only their hash
 MAX_PARSE_BYTES = 64 << 20  # larger files are compared by hash only

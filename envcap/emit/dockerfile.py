@@ -10,17 +10,17 @@ from pathlib import Path
 
 import jinja2
 
-from envcap.plan import BuildPlan
+from envcap.emit.plan import BuildPlan
 
 TEMPLATE_FOR_FAMILY = {"python-slim": "python-slim.Dockerfile.j2", "cuda": "cuda.Dockerfile.j2"}
 
 
 def templates_dir() -> Path:
     """The installed copy (inside the wheel) first, else the source checkout's top-level folder."""
-    packaged = Path(__file__).parent / "templates"
+    packaged = Path(__file__).resolve().parent.parent / "templates"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parent.parent / "templates"
+    return Path(__file__).resolve().parents[2] / "templates"
 
 
 def docker_quote(value: str) -> str:

@@ -32,8 +32,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from envcap import __version__, hook
+from envcap import __version__
 from envcap._serde import ShapeError, from_json, to_json
+from envcap.emit.plan import HOST_ONLY_ENV, REDACTED
 from envcap.engine import (
     ContainerEngine,
     Mount,
@@ -43,12 +44,11 @@ from envcap.engine import (
     keep_signals_for_the_main_thread,
 )
 from envcap.errors import EnvcapError, OutputError, ReplayError, UsageError
-from envcap.model import GitState, Gpu, OutputFingerprint, Snapshot, dumps, now_utc
-from envcap.outputs import OutputComparison, display_path, fingerprint, keep_copies
-from envcap.outputs import compare as compare_outputs
-from envcap.paths import atomic_write
-from envcap.plan import HOST_ONLY_ENV, REDACTED
-from envcap.preflight import (
+from envcap.fs import atomic_write
+from envcap.lock.records import GitState, Gpu, OutputFingerprint, Snapshot, dumps, now_utc
+from envcap.lock.store import load_lock, lock_path
+from envcap.probe import parse_probe_output, probe_source, snapshot_from_facts
+from envcap.replay.preflight import (
     PreflightCheck,
     check_arch,
     check_driver,
@@ -57,8 +57,7 @@ from envcap.preflight import (
     first_failure,
     lock_uses_gpu,
 )
-from envcap.probe import parse_probe_output, probe_source, snapshot_from_facts
-from envcap.replay_report import (
+from envcap.replay.report import (
     Comparison,
     Difference,
     OutputsSection,
@@ -68,7 +67,9 @@ from envcap.replay_report import (
     RunRecord,
     render_json,
 )
-from envcap.summary import load_lock, lock_path
+from envcap.workload import hook
+from envcap.workload.outputs import OutputComparison, display_path, fingerprint, keep_copies
+from envcap.workload.outputs import compare as compare_outputs
 
 REPLAYS = "replays"
 REPLAY_LABEL = "io.envcap.replay"
@@ -221,7 +222,7 @@ def resolve_image(engine: ContainerEngine, request: ReplayRequest, lock: Snapsho
             _write_memo(folder, {"lock_digest": lock.digest, "requirements": requirements, "image_id": info.id,
                                  "tag": info.tags[0] if info.tags else info.id, "base_image": None})
             return (info.tags[0] if info.tags else info.id), info.id, False, warnings
-    from envcap import build as build_module
+    import envcap.build as build_module
 
     options = build_module.BuildOptions(base_image=request.base_image)
     result = build_module.build(folder, engine, options, progress=build_progress)
@@ -333,7 +334,7 @@ def host_git(cwd: Path) -> GitState | None:
 
 
 def _host_gpu_default() -> Gpu:
-    from envcap.preflight import host_gpu
+    from envcap.replay.preflight import host_gpu
 
     return host_gpu()
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from envcap.commands._output import console, engine_from
+from envcap.cli.output import console, engine_from
 from envcap.snapshot import DEFAULT_OUT
 
 
@@ -112,8 +112,8 @@ class _BuildNotes:
 def _publish(report: Any, report_file: Path | None, markdown_file: Path | None, *, with_message: bool) -> None:
     from dataclasses import replace
 
-    from envcap.paths import atomic_write
-    from envcap.replay_report import render_json, render_markdown, render_text
+    from envcap.fs import atomic_write
+    from envcap.replay.report import render_json, render_markdown, render_text
 
     text = render_text(report if with_message else replace(report, message=None))
     console(stderr=True).print(text, markup=False, highlight=False, end="", soft_wrap=True)

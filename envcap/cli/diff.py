@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from envcap.commands._output import console, emit_json
+from envcap.cli.output import console, emit_json
 
 SEVERITY_CHOICES = ("high", "medium", "low")
 

@@ -25,12 +25,12 @@ from typing import Any, Protocol
 from envcap import __version__
 from envcap.engine import BuildEvent, ContainerEngine, ImageInfo, RunSpec
 from envcap.errors import BuildError, LockfileError, OutputError, ReplayError, UsageError
-from envcap.model import Snapshot, content_digest, digest_matches
-from envcap.paths import atomic_write, cache_dir
-from envcap.plan import BuildPlan, make_plan
-from envcap.render import render_dockerfile, render_dockerignore
-from envcap.summary import load_snapshot, lock_path
-from envcap.wheelhouse import (
+from envcap.lock.records import Snapshot, content_digest, digest_matches
+from envcap.fs import atomic_write, cache_dir
+from envcap.emit.plan import BuildPlan, make_plan
+from envcap.emit.dockerfile import render_dockerfile, render_dockerignore
+from envcap.lock.store import load_snapshot, lock_path
+from envcap.build.wheelhouse import (
     FetchStats,
     RequirementsLock,
     TargetPlatform,
@@ -356,7 +356,7 @@ def assemble_context(inputs: BuildInputs, folder: Path, wheelhouse: Wheelhouse,
                 progress.stage(f"building {choice.name} {choice.version} from its sdist on this machine")
                 path = wheelhouse.built_wheel(f"sdist:{choice.artifact.sha256}", str(path), choice.name,
                                               inputs.target)
-                from envcap.paths import sha256_file
+                from envcap.fs import sha256_file
 
                 extra_hashes.setdefault(choice.name, []).append(sha256_file(path))
                 report.built_from_sdist.append(f"{choice.name}=={choice.version}")

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from envcap import __version__
-from envcap.artifacts import ArtifactResolver, Release
-from envcap.model import LOCK_FILENAME, Snapshot, dumps, now_utc
-from envcap.paths import atomic_write_many, cache_dir
+from envcap.fs import atomic_write_many, cache_dir
+from envcap.lock.records import LOCK_FILENAME, Snapshot, dumps, now_utc
 from envcap.probe import run_probe, snapshot_from_facts
+from envcap.snapshot.hashes import ArtifactResolver, Release
 
 DEFAULT_OUT = Path(".envcap")
 
@@ -59,7 +59,7 @@ def capture(
             dist = replace(dist, artifacts=release.artifacts, index_url=release.index_url)
         dists.append(dist)
     snapshot = replace(snapshot, distributions=tuple(dists))
-    from envcap.lockfile import conda_note, dispositions
+    from envcap.emit.requirements import conda_note, dispositions
 
     warnings = [item.note for item in dispositions(snapshot) if item.note]
     conda = conda_note(snapshot)
@@ -87,8 +87,8 @@ def _probe_while_importing(python: str, **kwargs: Any) -> dict[str, Any]:
 
     worker = threading.Thread(target=target, name="envcap-probe", daemon=True)
     worker.start()
-    import envcap.lockfile  # noqa: F401
-    import envcap.render  # noqa: F401
+    import envcap.emit.dockerfile  # noqa: F401
+    import envcap.emit.requirements  # noqa: F401
 
     worker.join()
     if "error" in outcome:
@@ -98,9 +98,9 @@ def _probe_while_importing(python: str, **kwargs: Any) -> dict[str, Any]:
 
 def lock_files(snapshot: Snapshot, out_dir: Path, base_image: str | None = None) -> dict[Path, str]:
     """Every file of the lock set, rendered in memory: written together or not at all."""
-    from envcap.lockfile import dispositions, render_pylock, render_requirements_in, render_requirements_lock
-    from envcap.plan import make_plan
-    from envcap.render import render_dockerfile, render_dockerignore
+    from envcap.emit.dockerfile import render_dockerfile, render_dockerignore
+    from envcap.emit.plan import make_plan
+    from envcap.emit.requirements import dispositions, render_pylock, render_requirements_in, render_requirements_lock
 
     has_vendored = any(i.kind == "vendored" for i in dispositions(snapshot))
     plan = make_plan(snapshot, base_image=base_image, has_vendored=has_vendored)

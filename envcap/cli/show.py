@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from envcap.commands._output import console, emit_json
-from envcap.model import snapshot_to_dict
-from envcap.summary import load_snapshot, summarize
+from envcap.cli.output import console, emit_json
+from envcap.lock.records import snapshot_to_dict
+from envcap.lock.store import load_snapshot, summarize
 
 
 @click.command("show")

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from envcap.commands._output import console, emit_json, engine_from, interactive
+from envcap.cli.output import console, emit_json, engine_from, interactive
 from envcap.snapshot import DEFAULT_OUT
 
 

@@ -32,8 +32,8 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from envcap._subprocess import RunFailed, Runner, run
 from envcap.errors import ArtifactError, LockfileError
-from envcap.model import Artifact, Distribution, Snapshot
-from envcap.paths import sha256_file
+from envcap.lock.records import Artifact, Distribution, Snapshot
+from envcap.fs import sha256_file
 
 # The oldest glibc each architecture's manylinux tags go down to (manylinux1 is glibc 2.5).
 MANYLINUX_FLOOR = {"x86_64": 5, "i686": 5}
@@ -284,7 +284,7 @@ def _artifacts_for(req: LockedRequirement, dist: Distribution | None) -> list[Ar
 
 
 def _vendored(snapshot: Snapshot) -> tuple[list[Vendored], list[str]]:
-    from envcap.lockfile import dispositions
+    from envcap.emit.requirements import dispositions
 
     vendored: list[Vendored] = []
     left_out: list[str] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from envcap.explain.compare import show
-from envcap.explain.diff import FINDING_KEYS, DiffReport, Finding
+from envcap.explain.ranking import FINDING_KEYS, DiffReport, Finding
 
 GROUPS = (("high", "High: likely to change results", "bold red"),
           ("medium", "Medium: changes kernels or the order of operations", "yellow"),

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from envcap.commands._output import console, emit_json, interactive
-from envcap.model import snapshot_to_dict
+from envcap.cli.output import console, emit_json, interactive
+from envcap.lock.records import snapshot_to_dict
 from envcap.snapshot import DEFAULT_OUT, capture, write_snapshot
 
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envcap._serde import to_json
-from envcap.explain.report import md_cell
-from envcap.model import OutputFingerprint
-from envcap.outputs import NumericDiff, OutputComparison
-from envcap.preflight import PreflightCheck
+from envcap.explain.render import md_cell
+from envcap.lock.records import OutputFingerprint
+from envcap.replay.preflight import PreflightCheck
+from envcap.workload.outputs import NumericDiff, OutputComparison
 
 REPORT_FORMAT = 1
 SEVERITY_ORDER = ("high", "medium", "low", "info", "unranked")

@@ -1,4 +1,4 @@
-"""The command line: wiring and presentation only; each verb lives in ``envcap.commands.<verb>``.
+"""The command line: wiring and presentation only; each verb lives in ``envcap.cli.<verb>``.
 
 Why lazy: ``envcap snapshot`` is timed against ``pip inspect``; loading the Docker SDK or rich's
 tables for a command that does not use them would cost more than the probe itself.
@@ -17,11 +17,11 @@ from envcap import __version__
 from envcap.errors import EnvcapError
 
 COMMANDS = {
-    "snapshot": "envcap.commands.snapshot",
-    "show": "envcap.commands.show",
-    "build": "envcap.commands.build",
-    "replay": "envcap.commands.replay",
-    "diff": "envcap.commands.diff",
+    "snapshot": "envcap.cli.snapshot",
+    "show": "envcap.cli.show",
+    "build": "envcap.cli.build",
+    "replay": "envcap.cli.replay",
+    "diff": "envcap.cli.diff",
 }
 
 

@@ -1,0 +1,1 @@
+"""envcap/lock"""
