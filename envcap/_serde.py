@@ -13,7 +13,7 @@ import functools
 import json
 import types
 import typing
-from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
 
@@ -65,6 +65,11 @@ def from_json(cls: type[T], data: Any, path: str = "") -> T:
 def _convert(tp: Any, data: Any, path: str) -> Any:
     origin = get_origin(tp)
     if tp is Any:
+        return data
+    if origin is Literal:
+        allowed = get_args(tp)
+        if isinstance(data, bool) or data not in allowed:
+            raise ShapeError(path, "one of " + ", ".join(map(str, allowed)), data)
         return data
     if origin is Union or origin is types.UnionType:
         options = get_args(tp)

@@ -25,11 +25,11 @@ from typing import Any, Protocol
 from envcap import __version__
 from envcap.engine import BuildEvent, ContainerEngine, ImageInfo, RunSpec
 from envcap.errors import BuildError, LockfileError, OutputError, ReplayError, UsageError
-from envcap.lock.records import Snapshot, content_digest, digest_matches
+from envcap.lock import Snapshot, content_digest, digest_matches
 from envcap.fs import atomic_write, cache_dir
 from envcap.emit.plan import BuildPlan, make_plan
 from envcap.emit.dockerfile import render_dockerfile, render_dockerignore
-from envcap.lock.store import load_snapshot, lock_path
+from envcap.lock import load_snapshot, lock_path
 from envcap.build.wheelhouse import (
     FetchStats,
     RequirementsLock,

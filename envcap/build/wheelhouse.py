@@ -32,7 +32,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from envcap._subprocess import RunFailed, Runner, run
 from envcap.errors import ArtifactError, LockfileError
-from envcap.lock.records import Artifact, Distribution, Snapshot
+from envcap.lock import Artifact, Distribution, Snapshot
 from envcap.fs import sha256_file
 
 # The oldest glibc each architecture's manylinux tags go down to (manylinux1 is glibc 2.5).

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from envcap.cli.output import console, emit_json, interactive
-from envcap.lock.records import snapshot_to_dict
+from envcap.lock import snapshot_to_dict
 from envcap.snapshot import DEFAULT_OUT, capture, write_snapshot
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from packaging.version import InvalidVersion, Version
 
 from envcap import __version__
-from envcap.lock.records import Snapshot
+from envcap.lock import Snapshot
 
 DEFAULT_CODENAME = "bookworm"
 DEBIAN_CODENAMES = ("bullseye", "bookworm", "trixie")

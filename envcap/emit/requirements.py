@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from packaging.utils import canonicalize_name
 
 from envcap import __version__
-from envcap.lock.records import Artifact, Distribution, Snapshot
+from envcap.lock import Artifact, Distribution, Snapshot
 from envcap.snapshot.hashes import PYPI_SIMPLE
 
 # pip, setuptools and wheel are pinned like everything else: a different pip in the image is a

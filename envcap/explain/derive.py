@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from envcap.explain.compare import parse_version
-from envcap.lock.records import CudaStack, Snapshot, TorchBuild
+from envcap.lock import CudaStack, Snapshot, TorchBuild
 
 CC_TABLE_URL = "https://developer.nvidia.com/cuda-gpus"
 

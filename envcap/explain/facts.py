@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from envcap.explain.derive import cudnn_from_int
-from envcap.lock.records import Snapshot
+from envcap.lock import Snapshot
 
 # Sources whose distribution list is complete (a package missing from it is not installed).
 COMPLETE_PACKAGE_SOURCES = frozenset({"probe", "pip-freeze", "pip-list", "pip-inspect", "conda-list"})

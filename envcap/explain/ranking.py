@@ -16,7 +16,7 @@ from envcap.explain.compare import Change, compare, parse_version
 from envcap.explain.derive import enrich
 from envcap.explain.facts import FactView, facts_of, how_derived
 from envcap.explain.rules import RULES, SEVERITIES, AllOf, AnyOf, Cond, Rule
-from envcap.lock.records import Snapshot
+from envcap.lock import Snapshot
 
 SEVERITY_RANK = {name: len(SEVERITIES) - i for i, name in enumerate(SEVERITIES)}  # high 4 .. info 1
 FINDING_KEYS = ("fact", "a", "b", "severity", "why", "mitigation", "reference")

@@ -17,8 +17,7 @@ from pathlib import Path
 from envcap.errors import LockfileError
 from envcap.foreign import collect_env, conda, nvidia_smi, pip
 from envcap.foreign._common import READS, fail
-from envcap.lock.records import LOCK_FILENAME, Snapshot, loads
-from envcap.lock.store import load_snapshot
+from envcap.lock import LOCK_FILENAME, Snapshot, load_snapshot, loads
 
 MAX_REPORT_BYTES = 64 << 20
 FORMATS = ("envcap-lock", "collect-env", "nvidia-smi", "conda-list", "pip-freeze", "pip-list", "pip-inspect")

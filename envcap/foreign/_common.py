@@ -7,7 +7,7 @@ import re
 from packaging.utils import canonicalize_name
 
 from envcap.errors import ReportFormatError
-from envcap.lock.records import Distribution
+from envcap.lock import Distribution
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9_])?$")  # conda allows a leading _
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_*-]{0,99}$")

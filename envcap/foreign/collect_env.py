@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from typing import Final
 
 from envcap.foreign._common import collected, dedupe, distribution, fail
 from envcap.foreign.conda import Row, interpret
-from envcap.lock.records import (
+from envcap.lock import (
     Blas,
     Cpu,
     CudaComponent,
@@ -30,7 +31,7 @@ from envcap.lock.records import (
     Unavailable,
 )
 
-SOURCE = "collect-env"
+SOURCE: Final = "collect-env"
 KEYS = ("PyTorch version", "Is debug build", "CUDA used to build PyTorch", "ROCM used to build PyTorch", "OS",
         "GCC version", "Clang version", "CMake version", "Libc version", "Python version", "Python platform",
         "Is CUDA available", "CUDA runtime version", "CUDA_MODULE_LOADING set to", "GPU models and configuration",

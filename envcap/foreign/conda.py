@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from envcap.foreign._common import dedupe, distribution, fail
-from envcap.lock.records import (
+from envcap.lock import (
     Blas,
     Cpu,
     CudaComponent,

@@ -11,7 +11,7 @@ import hashlib
 import re
 
 from envcap.foreign._common import collected, fail
-from envcap.lock.records import Gpu, GpuDevice, Snapshot, Unavailable
+from envcap.lock import Gpu, GpuDevice, Snapshot, Unavailable
 
 HEADER = "NVSMI LOG"
 GPU_SECTION_RE = re.compile(r"^GPU [0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9A-Fa-f]\s*$")

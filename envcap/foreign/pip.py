@@ -13,7 +13,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from envcap.foreign._common import dedupe, distribution, fail
-from envcap.lock.records import Cpu, Distribution, OsInfo, PythonEnv, Snapshot, Unavailable
+from envcap.lock import Cpu, Distribution, OsInfo, PythonEnv, Snapshot, Unavailable
 
 PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*===?\s*([^\s;#]+)\s*(?:[;#].*)?$")
 URL_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*@\s*\S+")

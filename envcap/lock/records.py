@@ -1,28 +1,31 @@
-"""The snapshot: typed records, the schema version, canonical JSON and the content digest.
+"""The snapshot's typed records: what ``envcap.lock.json`` holds, field by field.
 
 Why a typed model over the probe's raw JSON: ``build``, ``replay`` and ``diff`` read only this, so
 a snapshot from the host, from a container, or parsed from a foreign report (``pip freeze``, the
 text of ``collect_env``) is the same object. ``None`` always means "not known"; the reason, where
-there is one, is in ``unavailable``. The format is described in docs/lockfile.md.
+there is one, is in ``unavailable``. Closed sets are ``Literal`` types, which the reader
+(``envcap._serde``) enforces. The format is described in docs/lockfile.md; reading, writing and
+migrating it live in ``envcap.lock.codec``.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
-import json
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Literal
 
-from envcap._serde import ShapeError, from_json, to_json
-from envcap.errors import LockfileError
-
-SCHEMA_VERSION = 1
+# Version 2 records the build choices made at snapshot time (``build``); see codec.migrate.
+SCHEMA_VERSION = 2
 LOCK_FILENAME = "envcap.lock.json"
-# Fields that change between two captures of the same environment and so stay out of the digest.
-# ``outputs`` and ``precision`` describe a run of the workload, not the environment: an image built
-# from the lock must not be rebuilt because the workload wrote different numbers.
-VOLATILE_FIELDS = ("captured_at", "digest", "outputs", "precision")
+
+OriginKind = Literal["index", "vcs", "file", "url", "directory", "editable", "egg-info", "conda", "unknown"]
+SiteKind = Literal["site-packages", "dist-packages", "other"]
+GpuStatus = Literal["ok", "no-nvml", "no-driver", "no-gpu", "error"]
+ComponentSource = Literal["pip", "system", "torch", "conda"]
+LibraryApi = Literal["blas", "openmp", "threading"]
+SnapshotSource = Literal["probe", "pip-freeze", "pip-list", "pip-inspect", "conda-list", "collect-env", "reconstructed",
+                         "nvidia-smi"]
+ImageFamily = Literal["python-slim", "cuda"]
+Libc = Literal["glibc", "musl"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class Unavailable:
 class Origin:
     """Where a distribution came from (PEP 610 ``direct_url.json``, or an index when absent)."""
 
-    kind: str  # index | vcs | file | url | directory | editable | egg-info | conda | unknown
+    kind: OriginKind
     url: str | None = None
     vcs: str | None = None
     commit: str | None = None
@@ -61,7 +64,7 @@ class Distribution:
     version: str
     display_name: str | None = None
     location: str | None = None
-    site: str | None = None  # site-packages | dist-packages | other
+    site: SiteKind | None = None
     metadata_format: str | None = None
     installer: str | None = None
     requested: bool | None = None
@@ -153,7 +156,7 @@ class GpuDevice:
 
 @dataclass(frozen=True)
 class Gpu:
-    status: str  # ok | no-nvml | no-driver | no-gpu | error
+    status: GpuStatus
     reason: str | None = None
     binding: str | None = None
     driver_version: str | None = None
@@ -164,7 +167,7 @@ class Gpu:
 @dataclass(frozen=True)
 class CudaComponent:
     version: str
-    source: str  # pip | system | torch
+    source: ComponentSource
     where: str | None = None
 
 
@@ -196,8 +199,8 @@ class CudaStack:
 
 @dataclass(frozen=True)
 class BlasLibrary:
-    library: str  # openblas | mkl | blis | flexiblas | gomp | iomp5 | omp | tbb ...
-    api: str  # blas | openmp | threading
+    library: str  # openblas | mkl | blis | flexiblas | gomp | iomp5 | omp | tbb ...: open, new ones appear
+    api: LibraryApi
     version: str | None = None
     shipped_by: str | None = None
     filename: str | None = None
@@ -267,12 +270,45 @@ class OutputFingerprint:
 
 
 @dataclass(frozen=True)
+class BaseImage:
+    """The image the environment is rebuilt on, decided when the snapshot was taken.
+
+    Why in the lock: ``envcap snapshot --base-image X`` must reach ``envcap build`` on another
+    machine; generated files (the Dockerfile) are never read back, so the choice lives here.
+    """
+
+    reference: str  # python:3.11.7-slim-bookworm, or what --base-image named
+    family: ImageFamily
+    python_image: str  # where the exact Python comes from (the base itself for python-slim)
+    given: bool = False  # named by `envcap snapshot --base-image`
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Platform:
+    """The interpreter and C library the image's wheels must fit, as known at snapshot time."""
+
+    python_version: str
+    implementation: str = "cpython"
+    abi: str | None = None  # cp311, cp313t; None: cpXY
+    arch: str = "x86_64"
+    libc: Libc = "glibc"
+    libc_version: str = "2.17"
+
+
+@dataclass(frozen=True)
+class BuildChoices:
+    base: BaseImage
+    platform: Platform
+
+
+@dataclass(frozen=True)
 class Snapshot:
     schema: int = SCHEMA_VERSION
     envcap_version: str | None = None
     captured_at: str | None = None
     digest: str | None = None
-    source: str = "probe"  # probe | pip-freeze | collect-env | ... (foreign reports give partial snapshots)
+    source: SnapshotSource = "probe"  # foreign reports give partial snapshots
     python: PythonEnv | None = None
     distributions: tuple[Distribution, ...] = ()
     pip_config: PipConfig | None = None
@@ -290,6 +326,7 @@ class Snapshot:
     derived: tuple[str, ...] = ()  # facts filled in by inference, not read (e.g. compute capability by name)
     unavailable: tuple[Unavailable, ...] = ()
     warnings: tuple[str, ...] = ()
+    build: BuildChoices | None = None  # None in foreign reports and in schema-1 locks (derived then)
 
     def distribution(self, name: str) -> Distribution | None:
         from packaging.utils import canonicalize_name
@@ -301,84 +338,7 @@ class Snapshot:
         return None
 
     def with_digest(self) -> Snapshot:
-        return replace(self, digest=content_digest(self))
+        """This snapshot with ``digest`` set to the digest of its content (see envcap.lock.codec)."""
+        from envcap.lock.codec import with_digest
 
-
-def now_utc() -> str:
-    """The timestamp format of ``captured_at`` (and of replay reports): UTC, to the second."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def snapshot_to_dict(snapshot: Snapshot) -> dict[str, Any]:
-    data = to_json(snapshot)
-    assert isinstance(data, dict)
-    return data
-
-
-def canonical_json(data: Any) -> str:
-    """Sorted keys, fixed separators, a final newline: the same facts give the same bytes."""
-    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
-
-
-def _digest_of(data: dict[str, Any]) -> str:
-    stable = {k: v for k, v in data.items() if k not in VOLATILE_FIELDS}
-    payload = json.dumps(stable, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
-def content_digest(snapshot: Snapshot) -> str:
-    return _digest_of(snapshot_to_dict(snapshot))
-
-
-def dumps(snapshot: Snapshot) -> str:
-    """Canonical JSON with the digest of exactly what is written (one conversion, not three)."""
-    data = snapshot_to_dict(snapshot)
-    data["digest"] = _digest_of(data)
-    return canonical_json(data)
-
-
-def migrate(data: dict[str, Any]) -> dict[str, Any]:
-    """Brings an older schema up to SCHEMA_VERSION; the one place that knows old shapes."""
-    return data  # schema 1 is the first; later versions add steps here
-
-
-def loads(text: str, origin: str = "the lock") -> Snapshot:
-    """Parses a lock, checking the schema before anything else."""
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise LockfileError(
-            f"{origin} is not valid JSON ({exc}).",
-            hint="run `envcap snapshot` again to write a fresh lock",
-        ) from None
-    if not isinstance(data, dict):
-        raise LockfileError(f"{origin} is not an envcap lock (its top level is not an object).",
-                            hint="pass the envcap.lock.json written by `envcap snapshot`")
-    schema = data.get("schema")
-    if not isinstance(schema, int) or isinstance(schema, bool):
-        raise LockfileError(f"{origin} has no integer 'schema' field, so it is not an envcap lock.",
-                            hint="pass the envcap.lock.json written by `envcap snapshot`")
-    if schema > SCHEMA_VERSION:
-        raise LockfileError(
-            f"{origin} uses lock schema {schema}, newer than the {SCHEMA_VERSION} this envcap reads.",
-            hint="upgrade envcap (pip install -U envcap)",
-        )
-    if schema < 1:
-        raise LockfileError(f"{origin} has an invalid schema number {schema}.",
-                            hint="run `envcap snapshot` again to write a fresh lock")
-    try:
-        snapshot = from_json(Snapshot, migrate(data))
-    except ShapeError as exc:
-        raise LockfileError(f"{origin} is damaged: {exc}.",
-                            hint="run `envcap snapshot` again, or restore the file from version control") from None
-    except RecursionError:
-        raise LockfileError(f"{origin} is damaged: it nests too deeply.",
-                            hint="run `envcap snapshot` again") from None
-    if snapshot.python is None and snapshot.source == "probe":
-        raise LockfileError(f"{origin} is damaged: it holds no 'python' section.",
-                            hint="run `envcap snapshot` again")
-    return snapshot
-
-
-def digest_matches(snapshot: Snapshot) -> bool:
-    return snapshot.digest is None or snapshot.digest == content_digest(snapshot)
+        return with_digest(self)

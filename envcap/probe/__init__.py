@@ -18,7 +18,7 @@ from typing import Any
 from envcap._serde import ShapeError, from_json
 from envcap._subprocess import RunFailed, Runner, run
 from envcap.errors import ProbeError
-from envcap.lock.records import Snapshot
+from envcap.lock import Snapshot
 
 PROBE_SCRIPT = Path(__file__).with_name("_probe.py")
 

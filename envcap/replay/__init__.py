@@ -45,8 +45,7 @@ from envcap.engine import (
 )
 from envcap.errors import EnvcapError, OutputError, ReplayError, UsageError
 from envcap.fs import atomic_write
-from envcap.lock.records import GitState, Gpu, OutputFingerprint, Snapshot, dumps, now_utc
-from envcap.lock.store import load_lock, lock_path
+from envcap.lock import GitState, Gpu, OutputFingerprint, Snapshot, dumps, load_lock, lock_path, now_utc
 from envcap.probe import parse_probe_output, probe_source, snapshot_from_facts
 from envcap.replay.preflight import (
     PreflightCheck,

@@ -16,7 +16,7 @@ from typing import Any
 
 from envcap._serde import ShapeError, from_json
 from envcap.errors import PreflightError
-from envcap.lock.records import Gpu, Snapshot
+from envcap.lock import Gpu, Snapshot
 
 # NVIDIA's "CUDA Toolkit and Corresponding Driver Versions" (CUDA release notes, table 3), Linux
 # x86_64, the GA release of each major.minor: the driver a toolkit ships with and fully supports.

@@ -15,7 +15,7 @@ from typing import Any
 
 from envcap._serde import to_json
 from envcap.explain.render import md_cell
-from envcap.lock.records import OutputFingerprint
+from envcap.lock import OutputFingerprint
 from envcap.replay.preflight import PreflightCheck
 from envcap.workload.outputs import NumericDiff, OutputComparison
 

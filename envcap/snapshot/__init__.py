@@ -11,7 +11,7 @@ from typing import Any
 
 from envcap import __version__
 from envcap.fs import atomic_write_many, cache_dir
-from envcap.lock.records import LOCK_FILENAME, Snapshot, dumps, now_utc
+from envcap.lock import LOCK_FILENAME, Snapshot, dumps, now_utc
 from envcap.probe import run_probe, snapshot_from_facts
 from envcap.snapshot.hashes import ArtifactResolver, Release
 

@@ -30,7 +30,7 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 from envcap.fs import sha256_file
-from envcap.lock.records import Artifact
+from envcap.lock import Artifact
 
 PYPI_SIMPLE = "https://pypi.org/simple"
 # Where PyTorch publishes its local-version builds; a `+cu121` wheel is not on PyPI.

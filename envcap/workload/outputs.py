@@ -24,7 +24,7 @@ from typing import Any
 
 from envcap.errors import UsageError
 from envcap.fs import sha256_file
-from envcap.lock.records import OutputFingerprint
+from envcap.lock import OutputFingerprint
 
 MAX_COPY_BYTES = 256 << 20  # larger outputs keep only their hash
 MAX_PARSE_BYTES = 64 << 20  # larger files are compared by hash only

@@ -18,7 +18,7 @@ from envcap.build import BuildOptions, prepare
 from envcap.cli import main
 from envcap.emit.requirements import pins
 from envcap.engine import ContainerEngine, RunSpec, connect
-from envcap.lock.store import load_snapshot
+from envcap.lock import load_snapshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.network]
 

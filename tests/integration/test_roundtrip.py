@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from envcap.lock.store import load_snapshot
+from envcap.lock import load_snapshot
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 

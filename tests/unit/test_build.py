@@ -23,7 +23,7 @@ from envcap.build.wheelhouse import Wheelhouse
 from envcap.cli import main
 from envcap.engine import BuildEvent, BuildStepFailed, RunResult
 from envcap.errors import ArtifactError, BuildError, LockfileError
-from envcap.lock.records import Artifact, Distribution, GitState, Origin, OsInfo, PythonEnv, Snapshot
+from envcap.lock import Artifact, Distribution, GitState, Origin, OsInfo, PythonEnv, Snapshot
 from envcap.snapshot import write_snapshot
 from tests.fakes import FakeEngine
 
@@ -446,7 +446,7 @@ def test_a_lock_edited_by_hand_is_said_and_labelled_with_its_content_digest(tmp_
     import json
 
     from envcap.build import prepare
-    from envcap.lock.records import content_digest, loads
+    from envcap.lock import content_digest, loads
 
     lock = write_lock(tmp_path / "lock", make_snapshot(packaging_like))
     path = lock / "envcap.lock.json" if lock.is_dir() else lock

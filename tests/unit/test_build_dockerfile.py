@@ -13,7 +13,7 @@ import pytest
 
 from envcap.build import BuildOptions, prepare
 from envcap.emit.plan import make_plan
-from envcap.lock.records import CudaComponent, CudaStack, Gpu, GpuDevice, Origin
+from envcap.lock import CudaComponent, CudaStack, Gpu, GpuDevice, Origin
 from tests.fakes import FakeEngine
 from tests.unit.test_build import BASE, LocalIndex, dist, fake_engine, make_snapshot, write_lock
 

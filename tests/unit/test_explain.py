@@ -17,7 +17,7 @@ from envcap.explain import diff, render_json, render_markdown, render_text
 from envcap.explain.compare import compare
 from envcap.explain.derive import compute_capability, cuda_from_local_tag, enrich, torch_tf32_defaults
 from envcap.explain.ranking import FINDING_KEYS, DiffReport, Finding
-from envcap.lock.records import (
+from envcap.lock import (
     Blas,
     BlasLibrary,
     Cpu,

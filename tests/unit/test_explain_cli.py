@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from envcap.cli import main
 from envcap.explain.ranking import FINDING_KEYS
-from envcap.lock.records import Snapshot, dumps
+from envcap.lock import Snapshot, dumps
 from tests.unit.test_explain import snap
 
 FOREIGN = Path(__file__).resolve().parents[1] / "data" / "foreign"

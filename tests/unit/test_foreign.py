@@ -12,7 +12,7 @@ from envcap.errors import LockfileError, ReportFormatError
 from envcap.explain.derive import enrich
 from envcap.explain.facts import facts_of
 from envcap.foreign import load_any, parse_report
-from envcap.lock.records import SCHEMA_VERSION
+from envcap.lock import SCHEMA_VERSION
 
 FOREIGN = Path(__file__).resolve().parents[1] / "data" / "foreign"
 

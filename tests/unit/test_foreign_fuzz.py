@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from envcap.errors import LockfileError, ReportFormatError
 from envcap.explain import diff
 from envcap.foreign import parse_report
-from envcap.lock.records import Snapshot, dumps
+from envcap.lock import Snapshot, dumps
 from tests.unit.test_explain import snap
 
 FOREIGN = Path(__file__).resolve().parents[1] / "data" / "foreign"

@@ -12,7 +12,7 @@ from packaging.version import Version
 
 from envcap.emit.requirements import dispositions, pins, render_pylock, render_requirements_in, render_requirements_lock
 from envcap.fs import sha256_file
-from envcap.lock.records import Artifact, Distribution, Origin, PythonEnv, Snapshot
+from envcap.lock import Artifact, Distribution, Origin, PythonEnv, Snapshot
 from envcap.snapshot.hashes import ArtifactResolver, local_index_for
 
 TORCH_WHEEL = "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"

@@ -12,7 +12,7 @@ import pytest
 
 from envcap.cli import main
 from envcap.errors import LockfileError
-from envcap.lock.records import (
+from envcap.lock import (
     SCHEMA_VERSION,
     Distribution,
     PythonEnv,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from envcap.errors import UsageError
-from envcap.lock.records import OutputFingerprint
+from envcap.lock import OutputFingerprint
 from envcap.workload.outputs import compare, expand, fingerprint, keep_copies, numeric_diff
 
 

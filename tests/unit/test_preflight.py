@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from envcap.lock.records import CudaComponent, CudaStack, Gpu, GpuDevice, PythonEnv, Snapshot, TorchBuild
+from envcap.lock import CudaComponent, CudaStack, Gpu, GpuDevice, PythonEnv, Snapshot, TorchBuild
 from envcap.replay.preflight import (
     check_arch,
     check_driver,

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from envcap.lock.records import Gpu, dumps
+from envcap.lock import Gpu, dumps
 from envcap.probe import snapshot_from_facts
 from tests.fakes import FakeNvml
 
@@ -164,7 +164,7 @@ def test_raw_uuid_appears_nowhere_in_the_lock_set(probe: ModuleType, name: str, 
 
 
 def test_gpu_section_survives_the_model_round_trip(probe: ModuleType) -> None:
-    from envcap.lock.records import loads
+    from envcap.lock import loads
 
     gpu = probe.gpu_facts(FakeNvml(recorded("a100-sxm4-80gb.json")), "pynvml")
     snapshot = snapshot_from_facts(_facts_with_gpu(probe, gpu), captured_at="2026-01-01T00:00:00Z")

@@ -13,7 +13,7 @@ import pytest
 
 from envcap.emit.dockerfile import docker_quote, render_dockerfile, render_dockerignore
 from envcap.emit.plan import make_plan
-from envcap.lock.records import CudaComponent, CudaStack, Gpu, GpuDevice, OsInfo, PythonEnv, Snapshot, TorchBuild
+from envcap.lock import CudaComponent, CudaStack, Gpu, GpuDevice, OsInfo, PythonEnv, Snapshot, TorchBuild
 
 HADOLINT = Path(sys.executable).parent / "hadolint"
 NVML_DATA = Path(__file__).resolve().parents[1] / "data" / "nvml"

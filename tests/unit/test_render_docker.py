@@ -15,7 +15,7 @@ import pytest
 
 from envcap.emit.dockerfile import render_dockerfile
 from envcap.emit.plan import make_plan
-from envcap.lock.records import OsInfo, PythonEnv, Snapshot
+from envcap.lock import OsInfo, PythonEnv, Snapshot
 from tests.e2e.conftest import base_image, docker_client  # noqa: F401 - fixtures for this module
 
 pytestmark = pytest.mark.e2e

@@ -22,8 +22,7 @@ import pytest
 from envcap.cli import main
 from envcap.engine import RunResult, RunSpec
 from envcap.errors import EngineUnavailable, LockfileError, PreflightError, ReplayError, UsageError
-from envcap.lock.records import Gpu, GpuDevice, OutputFingerprint, Snapshot, dumps
-from envcap.lock.store import load_snapshot
+from envcap.lock import Gpu, GpuDevice, OutputFingerprint, Snapshot, dumps, load_snapshot
 from envcap.probe import probe_source, run_probe, snapshot_from_facts
 from envcap.replay import (
     IMAGE_MEMO,
@@ -279,7 +278,7 @@ def test_the_image_an_earlier_replay_used_is_found_without_building(tmp_path: Pa
 # -------------------------------------------------------------------------------------------- GPUs
 
 def gpu_lock_changes() -> dict[str, Any]:
-    from envcap.lock.records import CudaComponent, CudaStack, TorchBuild
+    from envcap.lock import CudaComponent, CudaStack, TorchBuild
 
     return {"gpu": Gpu(status="ok", driver_version="550.54.15", cuda_driver_version="12.4",
                        devices=(GpuDevice(0, "NVIDIA A100-SXM4-80GB", "8.0"),)),

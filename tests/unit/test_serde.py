@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from envcap._serde import ShapeError, from_json, to_json
-from envcap.lock.records import Blas, CudaStack, Distribution, GpuDevice, Snapshot
+from envcap.lock import Blas, CudaStack, Distribution, GpuDevice, Snapshot
 
 
 def shape_error(cls: type, data: object) -> ShapeError:
@@ -35,7 +35,7 @@ def test_bool_and_int_are_not_interchangeable() -> None:
 
 
 def test_float_accepts_int_but_not_bool() -> None:
-    from envcap.lock.records import Cpu
+    from envcap.lock import Cpu
 
     assert from_json(Cpu, {"cgroup_cpu_limit": 2}).cgroup_cpu_limit == 2.0
     assert shape_error(Cpu, {"cgroup_cpu_limit": False}).path == "cgroup_cpu_limit"

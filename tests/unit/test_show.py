@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from envcap.cli import main
-from envcap.lock.records import (
+from envcap.lock import (
     CudaComponent,
     CudaStack,
     Distribution,

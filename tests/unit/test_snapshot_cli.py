@@ -189,7 +189,7 @@ def test_real_process_for_a_missing_interpreter(tmp_path: Path) -> None:
 
 def test_system_python_dist_packages_are_each_named_in_a_warning(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Debian's python3: apt's dist-packages cannot be rebuilt from an index as they are; none is dropped silently."""
-    from envcap.lock.store import load_snapshot
+    from envcap.lock import load_snapshot
 
     result = cli.invoke(main, ["snapshot", "--offline", "--python", "/usr/bin/python3", "--out", str(tmp_path / "o")])
     assert result.exit_code == 0, result.stderr

@@ -24,7 +24,7 @@ from envcap.build.wheelhouse import (
 )
 from envcap.emit.requirements import render_requirements_lock
 from envcap.errors import ArtifactError, LockfileError
-from envcap.lock.records import Artifact, Distribution, Origin, OsInfo, PythonEnv, Snapshot
+from envcap.lock import Artifact, Distribution, Origin, OsInfo, PythonEnv, Snapshot
 
 
 def test_manylinux_tags_run_from_the_images_glibc_down_with_legacy_aliases() -> None:

@@ -1,0 +1,114 @@
+"""The lock on disk: canonical JSON, the content digest, the schema gate and migration.
+
+Why apart from the records: reading a lock is where untrusted text becomes typed data, so the
+checks (schema first, shape, size) live in one small module that every reader goes through.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from dataclasses import replace
+from typing import Any
+
+from envcap._serde import ShapeError, from_json, to_json
+from envcap.errors import LockfileError
+from envcap.lock.records import SCHEMA_VERSION, Snapshot
+
+# Fields that change between two captures of the same environment and so stay out of the digest.
+# ``outputs`` and ``precision`` describe a run of the workload, not the environment: an image built
+# from the lock must not be rebuilt because the workload wrote different numbers.
+VOLATILE_FIELDS = ("captured_at", "digest", "outputs", "precision")
+
+
+def now_utc() -> str:
+    """The timestamp format of ``captured_at`` (and of replay reports): UTC, to the second."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def snapshot_to_dict(snapshot: Snapshot) -> dict[str, Any]:
+    data = to_json(snapshot)
+    assert isinstance(data, dict)
+    return data
+
+
+def canonical_json(data: Any) -> str:
+    """Sorted keys, fixed separators, a final newline: the same facts give the same bytes."""
+    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def _digest_of(data: dict[str, Any]) -> str:
+    stable = {k: v for k, v in data.items() if k not in VOLATILE_FIELDS}
+    payload = json.dumps(stable, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def content_digest(snapshot: Snapshot) -> str:
+    return _digest_of(snapshot_to_dict(snapshot))
+
+
+def dumps(snapshot: Snapshot) -> str:
+    """Canonical JSON with the digest of exactly what is written (one conversion, not three)."""
+    data = snapshot_to_dict(snapshot)
+    data["digest"] = _digest_of(data)
+    return canonical_json(data)
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Brings an older schema up to SCHEMA_VERSION; the one place that knows old shapes.
+
+    1 -> 2: ``build`` (base image and target platform) did not exist; it stays absent and
+    ``envcap.emit.plan.build_choices`` derives it exactly as a schema-1 ``envcap build`` chose.
+    """
+    migrated = dict(data)
+    if migrated.get("schema") == 1:
+        migrated["schema"] = 2
+        migrated.setdefault("build", None)
+    return migrated
+
+
+def loads(text: str, origin: str = "the lock") -> Snapshot:
+    """Parses a lock, checking the schema before anything else."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise LockfileError(
+            f"{origin} is not valid JSON ({exc}).",
+            hint="run `envcap snapshot` again to write a fresh lock",
+        ) from None
+    if not isinstance(data, dict):
+        raise LockfileError(f"{origin} is not an envcap lock (its top level is not an object).",
+                            hint="pass the envcap.lock.json written by `envcap snapshot`")
+    schema = data.get("schema")
+    if not isinstance(schema, int) or isinstance(schema, bool):
+        raise LockfileError(f"{origin} has no integer 'schema' field, so it is not an envcap lock.",
+                            hint="pass the envcap.lock.json written by `envcap snapshot`")
+    if schema > SCHEMA_VERSION:
+        raise LockfileError(
+            f"{origin} uses lock schema {schema}, newer than the {SCHEMA_VERSION} this envcap reads.",
+            hint="upgrade envcap (pip install -U envcap)",
+        )
+    if schema < 1:
+        raise LockfileError(f"{origin} has an invalid schema number {schema}.",
+                            hint="run `envcap snapshot` again to write a fresh lock")
+    try:
+        snapshot = from_json(Snapshot, migrate(data))
+    except ShapeError as exc:
+        raise LockfileError(f"{origin} is damaged: {exc}.",
+                            hint="run `envcap snapshot` again, or restore the file from version control") from None
+    except RecursionError:
+        raise LockfileError(f"{origin} is damaged: it nests too deeply.",
+                            hint="run `envcap snapshot` again") from None
+    if snapshot.python is None and snapshot.source == "probe":
+        raise LockfileError(f"{origin} is damaged: it holds no 'python' section.",
+                            hint="run `envcap snapshot` again")
+    return snapshot
+
+
+def digest_matches(snapshot: Snapshot) -> bool:
+    return snapshot.digest is None or snapshot.digest == content_digest(snapshot)
+
+
+def with_digest(snapshot: Snapshot) -> Snapshot:
+    return replace(snapshot, digest=content_digest(snapshot))
