@@ -40,7 +40,7 @@ TARGET_SIZE_OVER = 0.05
 
 def envcap_argv(*args: str) -> list[str]:
     script = Path(sys.executable).with_name("envcap")
-    return [str(script), *args] if script.exists() else [sys.executable, "-m", "envcap.cli", *args]
+    return [str(script), *args] if script.exists() else [sys.executable, "-m", "envcap", *args]
 
 
 def setup() -> Path:

@@ -45,7 +45,7 @@ def envcap_script() -> str:
 
 def envcap_argv(*args: str) -> list[str]:
     script = envcap_script()
-    return [script, *args] if script else [sys.executable, "-m", "envcap.cli", *args]
+    return [script, *args] if script else [sys.executable, "-m", "envcap", *args]
 
 
 def setup(base_image: str) -> str:

@@ -1,7 +1,8 @@
 """Every failure a user can meet, as one exception family with an exit code and a next step.
 
-Why: library code raises, exactly one place in ``cli.py`` prints ``error:``/``hint:`` and exits;
-nothing below the CLI prints or calls ``sys.exit``. The exit codes are listed in the README.
+Why: library code raises, exactly one place (``envcap.cli``) prints ``error:``/``hint:`` and exits;
+nothing below the CLI prints or calls ``sys.exit``. The exit codes are listed in the README. The
+container engine's failures are a family of their own in ``envcap.engine.errors`` (exit 7, 8, 12).
 """
 
 from __future__ import annotations
@@ -46,12 +47,6 @@ class ArtifactError(EnvcapError):
     """An artifact could not be found, downloaded or failed its hash check."""
 
     exit_code = 6
-
-
-class EngineUnavailable(EnvcapError):
-    """No container engine answers."""
-
-    exit_code = 7
 
 
 class BuildError(EnvcapError):

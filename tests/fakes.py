@@ -163,7 +163,7 @@ class FakeEngine:
     removed: list[str] = field(default_factory=list)
 
     def _check(self) -> None:
-        from envcap.errors import EngineUnavailable
+        from envcap.engine.errors import EngineUnavailable
 
         if not self.reachable:
             raise EngineUnavailable(f"cannot reach the container engine at {self.endpoint}: refused.",
@@ -186,12 +186,12 @@ class FakeEngine:
         return self.images.get(ref)
 
     def pull(self, ref: str) -> Any:
-        from envcap.errors import BuildError
+        from envcap.engine.errors import ImagePullFailed
 
         self._check()
         self.pulls.append(ref)
         if ref not in self.pullable:
-            raise BuildError(f"cannot pull the base image {ref}: not found.", hint="pass --base-image")
+            raise ImagePullFailed(f"cannot pull the base image {ref}: not found.", hint="pass --base-image")
         info = self.pullable[ref]
         self.images[ref] = info
         self.images[info.id] = info

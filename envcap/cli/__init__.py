@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import sys
 from typing import Any
 
 import click
@@ -81,7 +80,3 @@ def _terminate_like_interrupt() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -36,6 +36,7 @@ def command(ctx: click.Context, python: str | None, out_dir: Path, base_image: s
         snapshot = replace(snapshot, outputs=native.outputs if outputs and native.exit_code == 0 else None,
                            precision=native.precision)
     result = write_snapshot(snapshot, out_dir, base_image=base_image)
+    snapshot = result.snapshot
     if as_json:
         emit_json("snapshot", {"out": str(out_dir), "files": [str(p) for p in result.files],
                                "snapshot": snapshot_to_dict(snapshot)})

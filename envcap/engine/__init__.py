@@ -8,14 +8,22 @@ touches Docker at import time.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
-from envcap.errors import BuildError, EngineUnavailable
+from envcap.engine.errors import (
+    BuildStepFailed,
+    ContainerFailed,
+    EngineError,
+    EngineLost,
+    EngineRefused,
+    EngineUnavailable,
+    ImageMissing,
+    ImagePullFailed,
+)
 
 # Put on every container envcap starts, so strays can be found (``containers(MANAGED_LABEL)``).
 MANAGED_LABEL = "io.envcap.managed"
@@ -29,11 +37,15 @@ class ImageInfo:
     size: int | None = None
 
 
+BuildEventKind = Literal["step", "log", "error"]
+OutputStream = Literal["stdout", "stderr"]
+
+
 @dataclass(frozen=True)
 class BuildEvent:
-    """One line of the build's progress: ``kind`` is step (Step n/m), log, or error."""
+    """One line of the build's progress: a step (Step n/m), a log line, or the builder's error."""
 
-    kind: str
+    kind: BuildEventKind
     text: str
     step: int | None = None
     total: int | None = None
@@ -73,7 +85,7 @@ class RunResult:
     container_id: str | None = None
 
 
-OutputCallback = Callable[[bytes, str], None]  # (chunk, "stdout" | "stderr")
+OutputCallback = Callable[[bytes, OutputStream], None]
 
 
 class ContainerEngine(Protocol):
@@ -87,10 +99,13 @@ class ContainerEngine(Protocol):
 
     def build(self, context: Path, *, tag: str, labels: dict[str, str],
               on_event: Callable[[BuildEvent], None] | None = None) -> ImageInfo:
-        """Builds ``context`` (Dockerfile inside); raises BuildError with the failing step and log tail."""
+        """Builds ``context`` (Dockerfile inside); raises BuildStepFailed with the failing step and log tail."""
 
     def run(self, spec: RunSpec, *, on_output: OutputCallback | None = None) -> RunResult:
-        """Runs to completion and removes the container, also on KeyboardInterrupt (which it re-raises)."""
+        """Runs to completion and removes the container, also on KeyboardInterrupt (which it re-raises).
+
+        Raises ImageMissing, ContainerFailed, EngineRefused or EngineLost; never a workload's failure
+        (that is the exit code in the result)."""
 
     def gpu_runtime_available(self) -> bool:
         """Whether the engine can pass GPUs through (an nvidia runtime or CDI devices configured)."""
@@ -105,71 +120,13 @@ class ContainerEngine(Protocol):
 
     # -- added for ``envcap build`` ---------------------------------------------------------
     def pull(self, ref: str) -> ImageInfo:
-        """Fetches ``ref`` from its registry; raises BuildError naming the image when it cannot."""
+        """Fetches ``ref`` from its registry; raises ImagePullFailed naming the image when it cannot."""
 
     def tag(self, image_id: str, ref: str) -> None:
         """Points ``ref`` (name[:tag]) at an existing image."""
 
     def remove_image(self, ref: str) -> None:
         """Removes the tag or image (no error when it is already gone)."""
-
-
-class BuildStepFailed(BuildError):
-    """A build step exited non-zero: which step, and the last lines of its log for the user."""
-
-    def __init__(self, message: str, hint: str | None = None, *, step: str | None = None,
-                 log_tail: tuple[str, ...] = ()) -> None:
-        super().__init__(message, hint)
-        self.step = step
-        self.log_tail = log_tail
-
-
-def _podman_sockets(environ: Mapping[str, str]) -> list[str]:
-    runtime = environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
-    return [f"unix://{runtime}/podman/podman.sock", "unix:///run/podman/podman.sock"]
-
-
-def candidate_endpoints(environ: Mapping[str, str] | None = None) -> list[str]:
-    """Where an engine is looked for, in order: ``DOCKER_HOST``, Docker's socket, then Podman's.
-
-    Why Podman too: its socket speaks the Docker API, so a machine with only Podman works the same.
-    ``DOCKER_HOST``, when set, is the only place looked (the user chose it).
-    """
-    environ = os.environ if environ is None else environ
-    explicit = environ.get("DOCKER_HOST")
-    if explicit:
-        return [explicit]
-    return ["unix:///var/run/docker.sock", *_podman_sockets(environ)]
-
-
-def connect(base_url: str | None = None, *, timeout: float = 60.0,
-            environ: Mapping[str, str] | None = None) -> ContainerEngine:
-    """The first engine that answers, or EngineUnavailable naming every place looked at.
-
-    TLS settings (``DOCKER_TLS_VERIFY``, ``DOCKER_CERT_PATH``) are honoured as the Docker CLI does.
-    """
-    from envcap.engine.docker_engine import DockerEngine
-
-    environ = os.environ if environ is None else environ
-    candidates = [base_url] if base_url else candidate_endpoints(environ)
-    problems = []
-    for endpoint in candidates:
-        if endpoint.startswith("unix://") and not Path(endpoint[7:]).exists() and len(candidates) > 1:
-            problems.append(f"{endpoint} (no such socket)")
-            continue
-        engine = DockerEngine(endpoint, timeout=timeout, environ=environ)
-        try:
-            engine.ping()
-        except EngineUnavailable as exc:
-            problems.append(f"{endpoint} ({getattr(exc, 'reason', exc.message.rstrip('.'))})")
-            continue
-        return engine
-    where = "; ".join(problems) or ", ".join(candidates)
-    hint = ("start one (`sudo dockerd`, `sudo systemctl start docker`, or `systemctl --user start podman.socket`) "
-            "or point DOCKER_HOST at a running engine")
-    if any("(permission denied)" in problem for problem in problems):
-        hint = "add your user to the docker group (then log in again), or point DOCKER_HOST at an engine you may use"
-    raise EngineUnavailable(f"cannot reach a container engine: looked at {where}.", hint=hint)
 
 
 def keep_signals_for_the_main_thread() -> None:
@@ -181,3 +138,11 @@ def keep_signals_for_the_main_thread() -> None:
     """
     with contextlib.suppress(AttributeError, ValueError, OSError):
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+from envcap.engine.connect import candidate_endpoints, connect  # noqa: E402 - connect's own imports need the types above
+
+__all__ = ["MANAGED_LABEL", "BuildEvent", "BuildEventKind", "BuildStepFailed", "ContainerEngine", "ContainerFailed",
+           "EngineError", "EngineLost", "EngineRefused", "EngineUnavailable", "ImageInfo", "ImageMissing",
+           "ImagePullFailed", "Mount", "OutputCallback", "OutputStream", "RunResult", "RunSpec",
+           "candidate_endpoints", "connect", "keep_signals_for_the_main_thread"]

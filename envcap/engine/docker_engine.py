@@ -8,28 +8,29 @@ containers) and runs must stream both streams while writing stdin, which the hig
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
-import socket as _socket
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from envcap.engine import (
-    MANAGED_LABEL,
-    BuildEvent,
+from envcap.engine import MANAGED_LABEL, BuildEvent, ImageInfo, OutputCallback, RunResult, RunSpec
+from envcap.engine._attach import OutputReader, start_stdin
+from envcap.engine.errors import (
     BuildStepFailed,
-    ImageInfo,
-    OutputCallback,
-    RunResult,
-    RunSpec,
-    keep_signals_for_the_main_thread,
+    ContainerFailed,
+    EngineError,
+    EngineLost,
+    EngineRefused,
+    EngineUnavailable,
+    ImageMissing,
+    ImagePullFailed,
 )
-from envcap.errors import BuildError, EngineUnavailable, ReplayError
 
+LOGGER = logging.getLogger("envcap.engine")
 STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 RUNNING_IN_RE = re.compile(r"^ ---> Running in ([0-9a-f]{12,64})")
 LOG_TAIL_LINES = 25
@@ -105,45 +106,54 @@ class DockerEngine:
         hint = ("start it (`sudo dockerd` or `sudo systemctl start docker`), or set DOCKER_HOST to a running engine")
         if reason == "permission denied":
             hint = "add your user to the docker group (then log in again), or run envcap with sudo"
-        error = EngineUnavailable(f"cannot reach the container engine at {self.endpoint}: {reason}.", hint=hint)
-        error.reason = reason  # type: ignore[attr-defined]  # for connect(), which lists every place looked
-        return error
+        return EngineUnavailable(f"cannot reach the container engine at {self.endpoint}: {reason}.", hint=hint,
+                                 reason=reason)
+
+    def _lost(self, exc: BaseException) -> EngineLost:
+        self.close()
+        return EngineLost(f"the container engine at {self.endpoint} stopped answering ({short_reason(exc)}).",
+                          hint="check that it is still running (it may have been restarted or killed), then try "
+                               "again; nothing envcap started is left behind")
 
     @contextlib.contextmanager
     def _talking(self) -> Iterator[None]:
-        """Connection failures and time-outs become EngineUnavailable; an API error that the code
-        inside did not handle becomes one sentence too, never a traceback."""
+        """The one place where the SDK's exceptions become the engine's own family.
+
+        A connection that breaks in the middle (the engine was killed: urllib3's ProtocolError,
+        a chunked stream cut short, a reset socket) is EngineLost; an API error the code inside did
+        not handle is EngineRefused, with the engine's own explanation; never a traceback.
+        """
         import docker
         import requests
+        import urllib3
 
+        LOGGER.debug("engine %s: request", self.endpoint)
         try:
             yield
-        except (requests.exceptions.ConnectionError, ConnectionError, FileNotFoundError) as exc:
-            self.close()
-            raise self._unavailable(exc) from None
+        except (TimeoutError, requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError, ConnectionError, FileNotFoundError) as exc:
+            raise self._lost(exc) from None
         except requests.exceptions.RequestException as exc:  # a read time-out: the engine stopped answering
-            self.close()
-            raise EngineUnavailable(f"the container engine at {self.endpoint} stopped answering ({short_reason(exc)}).",
-                                    hint="check that it is running and not overloaded, then try again") from None
+            raise self._lost(exc) from None
         except docker.errors.APIError as exc:
-            raise EngineUnavailable(f"the container engine at {self.endpoint} refused the request: "
-                                    f"{exc.explanation or exc}.",
-                                    hint="check the engine's log (journalctl -u docker) and try again") from None
+            raise EngineRefused(f"the container engine at {self.endpoint} refused the request: "
+                                f"{exc.explanation or exc}.",
+                                hint="check the engine's log (journalctl -u docker) and try again") from None
         except docker.errors.DockerException as exc:
-            self.close()
-            raise self._unavailable(exc) from None
+            raise self._lost(exc) from None
 
     # -- Protocol ---------------------------------------------------------------------------
     def ping(self) -> None:
-        with self._talking():
-            try:
-                self.api.ping()
-            except Exception as exc:
-                import docker
+        """First contact: any failure here means no engine answers at this endpoint."""
+        import docker
+        import requests
 
-                if isinstance(exc, docker.errors.APIError):
-                    raise self._unavailable(exc) from None
-                raise
+        LOGGER.debug("engine %s: ping", self.endpoint)
+        try:
+            self.api.ping()
+        except (requests.exceptions.RequestException, docker.errors.DockerException, ConnectionError,
+                FileNotFoundError, OSError) as exc:
+            self.close()
+            raise self._unavailable(exc) from None
 
     def image(self, ref: str) -> ImageInfo | None:
         import docker
@@ -167,16 +177,17 @@ class DockerEngine:
             try:
                 for item in self.api.pull(repo, tag=tag or "latest", stream=True, decode=True):
                     if "error" in item:
-                        raise BuildError(f"cannot pull the base image {ref}: {item['error']}.",
-                                         hint="check its name and your registry login, or pass --base-image with "
-                                              "an image the engine already has")
+                        raise ImagePullFailed(f"cannot pull the base image {ref}: {item['error']}.",
+                                              hint="check its name and your registry login, or pass --base-image "
+                                                   "with an image the engine already has")
             except docker.errors.APIError as exc:
-                raise BuildError(f"cannot pull the base image {ref}: {exc.explanation or exc}.",
-                                 hint="check its name and your registry login, or pass --base-image with an image "
-                                      "the engine already has") from None
+                raise ImagePullFailed(f"cannot pull the base image {ref}: {exc.explanation or exc}.",
+                                      hint="check its name and your registry login, or pass --base-image with an "
+                                           "image the engine already has") from None
         found = self.image(ref)
         if found is None:
-            raise BuildError(f"the engine reported {ref} pulled but does not have it.", hint="try the build again")
+            raise ImagePullFailed(f"the engine reported {ref} pulled but does not have it.",
+                                  hint="try the build again")
         return found
 
     def tag(self, image_id: str, ref: str) -> None:
@@ -243,8 +254,8 @@ class DockerEngine:
                 self._cancel_build(started)
                 raise
             except docker.errors.APIError as exc:
-                raise BuildError(f"the engine refused the build: {exc.explanation or exc}.",
-                                 hint="check the Dockerfile in the build context") from None
+                raise EngineRefused(f"the engine refused the build: {exc.explanation or exc}.",
+                                    hint="check the Dockerfile in the build context") from None
         if error is not None:
             where = f"step {step_label} ({step_text})" if step_label else "before the first step"
             raise BuildStepFailed(f"the image build failed at {where}: {error.strip()}",
@@ -252,8 +263,8 @@ class DockerEngine:
                                        "the whole build log",
                                   step=step_text, log_tail=tuple(tail))
         if image_id is None:
-            raise BuildError("the engine finished the build without naming an image.",
-                             hint="try again with --verbose to see the builder's log")
+            raise EngineLost(f"the engine at {self.endpoint} ended the build without naming an image.",
+                             hint="check that it is still running, then try again with --verbose")
         self.tag(image_id, tag)
         info = self.image(image_id)
         assert info is not None
@@ -315,11 +326,12 @@ class DockerEngine:
             try:
                 container_id = self._create(spec)
             except docker.errors.ImageNotFound:
-                raise ReplayError(f"the engine has no image {spec.image}.",
-                                  hint="build it first with `envcap build`") from None
+                raise ImageMissing(f"the engine has no image {spec.image}.",
+                                   hint="build it first with `envcap build`") from None
             except docker.errors.APIError as exc:
-                raise ReplayError(f"the engine could not create a container from {spec.image}: "
-                                  f"{exc.explanation or exc}.", hint="check the image and the run's options") from None
+                raise ContainerFailed(f"the engine could not create a container from {spec.image}: "
+                                      f"{exc.explanation or exc}.",
+                                      hint="check the image and the run's options") from None
         try:
             return self._run_created(container_id, spec, on_output)
         finally:
@@ -369,13 +381,13 @@ class DockerEngine:
             try:
                 api.start(container_id)
             except docker.errors.APIError as exc:
-                raise ReplayError(f"the engine could not start a container from {spec.image}: "
-                                  f"{exc.explanation or exc}.",
+                raise ContainerFailed(f"the engine could not start a container from {spec.image}: "
+                                      f"{exc.explanation or exc}.",
                                   hint="for --gpus, the engine needs the NVIDIA container toolkit (a 'nvidia' "
                                        "runtime or CDI devices)" if spec.gpus else
                                   "check the image and the run's options") from None
-            feeder = self._start_stdin(raw, spec) if wants_stdin else None
-            reader = _Reader(sock, spec.tty, on_output, out, err)
+            feeder = start_stdin(raw, spec) if wants_stdin else None
+            reader = OutputReader(sock, spec.tty, on_output, out, err)
             reader.start()
             try:
                 while not reader.finished.wait(0.2):  # the main thread waits where Ctrl-C can reach it
@@ -398,40 +410,7 @@ class DockerEngine:
         return RunResult(exit_code=int(status.get("StatusCode", -1)), stdout=bytes(out), stderr=bytes(err),
                          oom_killed=bool(state.get("OOMKilled")), container_id=container_id)
 
-    def _start_stdin(self, raw: Any, spec: RunSpec) -> threading.Thread:
-        """Writes stdin in a thread (a large script must not block reading the output), then half-closes."""
-
-        def half_close() -> None:
-            with contextlib.suppress(Exception):
-                if hasattr(raw, "shutdown_write"):  # paramiko (ssh://)
-                    raw.shutdown_write()
-                else:
-                    raw.shutdown(_socket.SHUT_WR)
-
-        def feed() -> None:
-            keep_signals_for_the_main_thread()
-            try:
-                if spec.stdin_data is not None:
-                    raw.sendall(spec.stdin_data)
-                elif spec.interactive:
-                    while True:
-                        data = os.read(0, 65536)
-                        if not data:
-                            break
-                        raw.sendall(data)
-            except OSError:
-                pass
-            finally:
-                # With a TTY the end of the user's input is a ^D byte, not a close: half-closing the
-                # attach there ends the output stream too, and the rest of the workload's output is lost.
-                if not spec.tty:
-                    half_close()
-
-        thread = threading.Thread(target=feed, name="envcap-stdin", daemon=True)
-        thread.start()
-        return thread
-
-    def _interrupt(self, container_id: str, reader: _Reader) -> None:
+    def _interrupt(self, container_id: str, reader: OutputReader) -> None:
         """Ctrl-C: pass SIGINT to the workload and keep streaming what it prints while it shuts down,
         for a grace period; a second Ctrl-C, or the end of the grace period, stops it for good."""
         with contextlib.suppress(Exception):
@@ -454,43 +433,8 @@ class DockerEngine:
                 return
             except KeyboardInterrupt:
                 continue
-            except Exception:  # noqa: BLE001 - a container we cannot remove must not hide the run's result
+            except EngineError:  # a container we cannot remove must not hide the run's result
                 return
-
-
-class _Reader(threading.Thread):
-    """Reads the attached container's output to its end in a thread of its own.
-
-    Why a thread: a KeyboardInterrupt raised inside the socket read would cut a multiplexed frame
-    in half; here the main thread takes Ctrl-C while this one keeps the stream whole. The caller
-    waits on ``finished``, not on ``join()``: a Ctrl-C that interrupts ``Thread.join`` leaves
-    ``is_alive()`` reporting False for a thread that still runs (CPython's bpo-45274 handling).
-    """
-
-    def __init__(self, sock: Any, tty: bool, on_output: OutputCallback | None, out: bytearray,
-                 err: bytearray) -> None:
-        super().__init__(name="envcap-output", daemon=True)
-        self.sock, self.tty, self.on_output, self.out, self.err = sock, tty, on_output, out, err
-        self.failure: BaseException | None = None
-        self.finished = threading.Event()
-
-    def run(self) -> None:
-        from docker.utils.socket import frames_iter
-
-        keep_signals_for_the_main_thread()
-        try:
-            for stream_no, chunk in frames_iter(self.sock, self.tty):  # type: ignore[no-untyped-call]
-                name = "stderr" if stream_no == 2 else "stdout"
-                if self.on_output is not None:
-                    self.on_output(chunk, name)
-                elif name == "stderr":
-                    self.err.extend(chunk)
-                else:
-                    self.out.extend(chunk)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread (a callback's Ctrl-C too)
-            self.failure = exc
-        finally:
-            self.finished.set()
 
 
 def _image_info(data: dict[str, Any]) -> ImageInfo:

@@ -39,6 +39,7 @@ from envcap.engine import (
     ContainerEngine,
     Mount,
     OutputCallback,
+    OutputStream,
     RunResult,
     RunSpec,
     keep_signals_for_the_main_thread,
@@ -650,7 +651,7 @@ def _fs_now(folder: Path) -> int:
 def _tee(printed: Any, on_output: OutputCallback | None) -> OutputCallback:
     """Streams the workload's output on, hashing stdout so ``--repeat`` can say if the runs printed the same."""
 
-    def tee(chunk: bytes, stream: str) -> None:
+    def tee(chunk: bytes, stream: OutputStream) -> None:
         if stream == "stdout":
             printed.update(chunk)
         if on_output is not None:

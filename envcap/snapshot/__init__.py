@@ -11,7 +11,7 @@ from typing import Any
 
 from envcap import __version__
 from envcap.fs import atomic_write_many, cache_dir
-from envcap.lock import LOCK_FILENAME, Snapshot, dumps, now_utc
+from envcap.lock import Snapshot, now_utc
 from envcap.probe import run_probe, snapshot_from_facts
 from envcap.snapshot.hashes import ArtifactResolver, Release
 
@@ -59,7 +59,7 @@ def capture(
             dist = replace(dist, artifacts=release.artifacts, index_url=release.index_url)
         dists.append(dist)
     snapshot = replace(snapshot, distributions=tuple(dists))
-    from envcap.emit.requirements import conda_note, dispositions
+    from envcap.lock.disposition import conda_note, dispositions
 
     warnings = [item.note for item in dispositions(snapshot) if item.note]
     conda = conda_note(snapshot)
@@ -96,33 +96,37 @@ def _probe_while_importing(python: str, **kwargs: Any) -> dict[str, Any]:
     return outcome["facts"]  # type: ignore[no-any-return]
 
 
-def lock_files(snapshot: Snapshot, out_dir: Path, base_image: str | None = None) -> dict[Path, str]:
-    """Every file of the lock set, rendered in memory: written together or not at all."""
-    from envcap.emit.dockerfile import render_dockerfile, render_dockerignore
-    from envcap.emit.plan import make_plan
-    from envcap.emit.requirements import dispositions, render_pylock, render_requirements_in, render_requirements_lock
+def with_build_choices(snapshot: Snapshot, base_image: str | None = None) -> Snapshot:
+    """Records the base image (as given, or chosen from the facts) and target platform in the lock.
 
-    has_vendored = any(i.kind == "vendored" for i in dispositions(snapshot))
-    plan = make_plan(snapshot, base_image=base_image, has_vendored=has_vendored)
-    return {
-        out_dir / LOCK_FILENAME: dumps(snapshot),
-        out_dir / "requirements.lock": render_requirements_lock(snapshot),
-        out_dir / "requirements.in": render_requirements_in(snapshot),
-        out_dir / "pylock.toml": render_pylock(snapshot),
-        out_dir / "Dockerfile": render_dockerfile(plan),
-        out_dir / ".dockerignore": render_dockerignore(),
-    }
+    Why at snapshot time: ``envcap build`` may run elsewhere, from the lock alone; a choice that
+    lived only in the generated Dockerfile would never reach it.
+    """
+    from envcap.emit.plan import build_choices
+
+    if snapshot.build is not None and base_image is None:
+        return snapshot
+    return replace(snapshot, build=build_choices(snapshot, base_image)).with_digest()
+
+
+def lock_files(snapshot: Snapshot, out_dir: Path) -> dict[Path, str]:
+    """Every file of the lock set, rendered in memory: written together or not at all."""
+    from envcap.emit import lock_set
+
+    return {out_dir / name: text for name, text in lock_set(snapshot).items()}
 
 
 def write_snapshot(snapshot: Snapshot, out_dir: Path, base_image: str | None = None) -> SnapshotResult:
+    """Writes the lock (with its build choices) and every output generated from it, as one set."""
     if out_dir.exists() and not out_dir.is_dir():
         from envcap.errors import OutputError
 
         raise OutputError(f"--out {out_dir} is a file, not a folder.",
                           hint="pass a folder (it is created if missing), for example --out .envcap")
-    files = lock_files(snapshot, out_dir, base_image)
+    snapshot = with_build_choices(snapshot, base_image)
+    files = lock_files(snapshot, out_dir)
     atomic_write_many(files)
     return SnapshotResult(snapshot=snapshot, out_dir=out_dir, files=tuple(files))
 
 
-__all__ = ["DEFAULT_OUT", "SnapshotResult", "capture", "lock_files", "write_snapshot"]
+__all__ = ["DEFAULT_OUT", "SnapshotResult", "capture", "lock_files", "with_build_choices", "write_snapshot"]

@@ -16,9 +16,9 @@ from click.testing import CliRunner
 
 from envcap.build import BuildOptions, prepare
 from envcap.cli import main
-from envcap.emit.requirements import pins
 from envcap.engine import ContainerEngine, RunSpec, connect
 from envcap.lock import load_snapshot
+from envcap.lock.disposition import pins
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.network]
 
@@ -40,7 +40,7 @@ def make_venv(root: Path, *requirements: str) -> Path:
 
 
 def snapshot(python: Path, out: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "envcap.cli", "snapshot", "--python", str(python), "--out", str(out)],
+    subprocess.run([sys.executable, "-m", "envcap", "snapshot", "--python", str(python), "--out", str(out)],
                    check=True, capture_output=True)
     return out
 

@@ -32,7 +32,7 @@ NOISE = ("import json, os, pathlib; p = pathlib.Path('out'); p.mkdir(exist_ok=Tr
 
 
 def envcap(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "envcap.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "envcap", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, check=False)
 
 
@@ -169,7 +169,7 @@ def test_ctrl_c_reaches_the_workload_and_leaves_no_container(project: Path, engi
             "    open('saw-sigint.txt', 'w').write('yes')\n"
             "    print('saving a checkpoint before exiting', flush=True)\n"
             "    sys.exit(130)\n")
-    process = subprocess.Popen([sys.executable, "-m", "envcap.cli", "replay", str(project / ".envcap"), "--",
+    process = subprocess.Popen([sys.executable, "-m", "envcap", "replay", str(project / ".envcap"), "--",
                                 "python", "-c", code], cwd=project, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     try:
@@ -195,7 +195,7 @@ def test_ctrl_c_reaches_the_workload_and_leaves_no_container(project: Path, engi
 
 def test_piped_stdin_reaches_the_workload(project: Path) -> None:
     """`producer | envcap replay -- CMD`: the data arrives, and EOF too (the workload ends)."""
-    done = subprocess.run([sys.executable, "-m", "envcap.cli", "replay", str(project / ".envcap"), "--",
+    done = subprocess.run([sys.executable, "-m", "envcap", "replay", str(project / ".envcap"), "--",
                            "python", "-c", "import sys; print('GOT', sys.stdin.read().strip()[::-1])"],
                           cwd=project, input="olleh", capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
@@ -208,7 +208,7 @@ def test_a_terminal_is_passed_through_as_a_tty(project: Path) -> None:
 
     leader, follower = pty.openpty()
     try:
-        process = subprocess.Popen([sys.executable, "-m", "envcap.cli", "replay", str(project / ".envcap"), "--",
+        process = subprocess.Popen([sys.executable, "-m", "envcap", "replay", str(project / ".envcap"), "--",
                                     "python", "-c", "import sys; print('TTY', sys.stdin.isatty(), sys.stdout.isatty())"],
                                    cwd=project, stdin=follower, stdout=follower, stderr=subprocess.PIPE)
         os.close(follower)

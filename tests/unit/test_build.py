@@ -24,7 +24,7 @@ from envcap.cli import main
 from envcap.engine import BuildEvent, BuildStepFailed, RunResult
 from envcap.errors import ArtifactError, BuildError, LockfileError
 from envcap.lock import Artifact, Distribution, GitState, Origin, OsInfo, PythonEnv, Snapshot
-from envcap.snapshot import write_snapshot
+from envcap.snapshot import with_build_choices, write_snapshot
 from tests.fakes import FakeEngine
 
 BASE = "envcap-test-base:bookworm"
@@ -55,7 +55,8 @@ def dist(name: str, version: str, *artifacts: Artifact, origin: Origin | None = 
 
 
 def make_snapshot(*dists: Distribution, python: str = "3.11.7") -> Snapshot:
-    return Snapshot(
+    """As ``envcap snapshot`` writes it: with the build choices recorded (which the digest covers)."""
+    return with_build_choices(Snapshot(
         envcap_version="0.1.0", captured_at="2026-01-01T00:00:00Z",
         python=PythonEnv(version=python, implementation="cpython", abi_tag="cp" + "".join(python.split(".")[:2]),
                          interpreter_tag="cp" + "".join(python.split(".")[:2]), machine="x86_64",
@@ -64,7 +65,7 @@ def make_snapshot(*dists: Distribution, python: str = "3.11.7") -> Snapshot:
         git=GitState(commit=COMMIT, branch="main"),
         env={"OMP_NUM_THREADS": "1"},
         distributions=tuple(sorted(dists, key=lambda d: d.name)),
-    ).with_digest()
+    ).with_digest())
 
 
 def write_lock(folder: Path, snapshot: Snapshot) -> Path:
@@ -334,18 +335,37 @@ def test_online_sends_no_wheels_and_lets_pip_use_the_index(tmp_path: Path, numpy
     assert sent.labels["io.envcap.hermetic"] == "false" and not result.hermetic
 
 
-def test_requirements_that_the_lock_does_not_describe_are_refused(tmp_path: Path,
-                                                                   packaging_like: Distribution) -> None:
+def test_an_edited_requirements_lock_is_ignored_with_a_note(tmp_path: Path, packaging_like: Distribution) -> None:
+    """Generated files are outputs only: an edit cannot change what is built, and the user is told so."""
     lock = write_lock(tmp_path / "lock", make_snapshot(packaging_like))
     text = (lock / "requirements.lock").read_text()
-    (lock / "requirements.lock").write_text(text.replace(packaging_like.artifacts[0].sha256, "0" * 64)
-                                            .replace(packaging_like.artifacts[1].sha256, "1" * 64))
+    (lock / "requirements.lock").write_text(text.replace(packaging_like.artifacts[0].sha256, "0" * 64))
+    engine = fake_engine()
 
-    with pytest.raises(LockfileError, match="pins packaging==24.2 with hashes that envcap.lock.json lists no file"):
-        build(lock, fake_engine(), options())
-    (lock / "requirements.lock").unlink()
-    with pytest.raises(LockfileError, match="requirements.lock is missing"):
-        build(lock, fake_engine(), options())
+    result = build(lock, engine, options())
+
+    [sent] = engine.builds
+    assert packaging_like.artifacts[0].sha256 in sent.files["requirements.lock"].decode()
+    assert "0" * 64 not in sent.files["requirements.lock"].decode()
+    assert any("requirements.lock" in note and "ignores them" in note for note in result.notes)
+
+
+def test_the_lock_alone_builds_from_the_base_image_given_to_snapshot(tmp_path: Path,
+                                                                     packaging_like: Distribution) -> None:
+    """Issue 8: every file but envcap.lock.json deleted, `envcap build` still uses `snapshot --base-image`."""
+    lock = tmp_path / "lock"
+    write_snapshot(make_snapshot(packaging_like), lock, base_image=BASE)
+    for path in lock.iterdir():
+        if path.name != "envcap.lock.json":
+            path.unlink()
+    engine = fake_engine()
+
+    result = build(lock, engine, BuildOptions())
+
+    [sent] = engine.builds
+    assert result.base_image == BASE and f"FROM {BASE} AS runtime" in sent.dockerfile
+    assert not any("ignores them" in note for note in result.notes)  # deleted outputs are not "edited" ones
+    assert sorted(path.name for path in lock.iterdir()) == ["envcap.lock.json"]  # nothing was written back
 
 
 def test_an_interrupted_build_leaves_no_tag_and_no_context(tmp_path: Path, packaging_like: Distribution) -> None:

@@ -61,7 +61,8 @@ def test_cuda_family_dockerfile_passes_hadolint(tmp_path: Path, monkeypatch: pyt
     index = LocalIndex(tmp_path / "index")
     snapshot = replace(make_snapshot(dist("packaging", "24.2", index.add("packaging-24.2-py3-none-any.whl"))),
                        gpu=Gpu(status="ok", driver_version="550.54", devices=(GpuDevice(index=0, name="GPU"),)),
-                       cuda=CudaStack(components={"cuda_runtime": CudaComponent("12.4.1", "system")})).with_digest()
+                       cuda=CudaStack(components={"cuda_runtime": CudaComponent("12.4.1", "system")}),
+                       build=None).with_digest()  # the choices are made again for the GPU facts, as snapshot does
     lock = write_lock(tmp_path / "lock", snapshot)
     plan = make_plan(snapshot)
     engine = FakeEngine()

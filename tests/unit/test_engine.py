@@ -12,7 +12,7 @@ import pytest
 
 from envcap.engine import ContainerEngine, candidate_endpoints, connect
 from envcap.engine.docker_engine import DockerEngine, short_reason, split_ref
-from envcap.errors import EngineUnavailable
+from envcap.engine.errors import EngineUnavailable
 from tests.fakes import FakeEngine
 
 

@@ -10,9 +10,11 @@ import tomllib
 from packaging.pylock import Pylock
 from packaging.version import Version
 
-from envcap.emit.requirements import dispositions, pins, render_pylock, render_requirements_in, render_requirements_lock
+from envcap.emit.pylock import render_pylock
+from envcap.emit.requirements import render_requirements_in, render_requirements_lock
 from envcap.fs import sha256_file
 from envcap.lock import Artifact, Distribution, Origin, PythonEnv, Snapshot
+from envcap.lock.disposition import dispositions, pins
 from envcap.snapshot.hashes import ArtifactResolver, local_index_for
 
 TORCH_WHEEL = "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
@@ -230,7 +232,7 @@ def test_an_empty_snapshot_gives_a_valid_pylock() -> None:
 
 
 def test_conda_installs_are_pinned_with_a_warning() -> None:
-    from envcap.emit.requirements import dispose
+    from envcap.lock.disposition import dispose
 
     dist = Distribution(name="numpy", version="1.26.4", installer="conda",
                         artifacts=(Artifact("numpy-1.26.4.tar.gz", sha("1"), "https://files.example/n.tar.gz"),))
@@ -239,7 +241,7 @@ def test_conda_installs_are_pinned_with_a_warning() -> None:
 
 
 def test_distributions_outside_site_packages_are_warned_about() -> None:
-    from envcap.emit.requirements import dispose
+    from envcap.lock.disposition import dispose
 
     dist = Distribution(name="six", version="1.16.0", site="other", location="/srv/vendor",
                         artifacts=(Artifact("six-1.16.0.tar.gz", sha("1"), "https://files.example/six.tar.gz"),))
@@ -247,7 +249,8 @@ def test_distributions_outside_site_packages_are_warned_about() -> None:
 
 
 def test_conda_libraries_get_one_warning_and_stay_out_of_the_pins() -> None:
-    from envcap.emit.requirements import conda_note, render_requirements_lock
+    from envcap.emit.requirements import render_requirements_lock
+    from envcap.lock.disposition import conda_note
 
     libs = tuple(Distribution(name=f"lib{i}", version="1.0", installer="conda", origin=Origin(kind="conda", build="h0"))
                  for i in range(10))

@@ -21,7 +21,8 @@ import pytest
 
 from envcap.cli import main
 from envcap.engine import RunResult, RunSpec
-from envcap.errors import EngineUnavailable, LockfileError, PreflightError, ReplayError, UsageError
+from envcap.errors import LockfileError, PreflightError, ReplayError, UsageError
+from envcap.engine.errors import EngineUnavailable
 from envcap.lock import Gpu, GpuDevice, OutputFingerprint, Snapshot, dumps, load_snapshot
 from envcap.probe import probe_source, run_probe, snapshot_from_facts
 from envcap.replay import (
@@ -535,7 +536,7 @@ def test_replay_ids_sort_in_time_order_within_one_second() -> None:
 
 def test_a_lock_edited_by_hand_does_not_reuse_the_old_image(tmp_path: Path, host_facts: dict[str, Any]) -> None:
     """The memo and image labels follow the lock's content: an edited lock means another image."""
-    from envcap.errors import LockfileError
+    from envcap.engine.errors import ImagePullFailed
 
     lock = make_lock(tmp_path / "lock", host_facts)
     memo = tmp_path / "lock" / "replays" / IMAGE_MEMO
@@ -546,7 +547,7 @@ def test_a_lock_edited_by_hand_does_not_reuse_the_old_image(tmp_path: Path, host
     edited["env"] = {"OMP_NUM_THREADS": "1"}  # the stored digest is left as it was
     path.write_text(json.dumps(edited))
     engine = engine_for(Container(host_facts))
-    with pytest.raises(LockfileError, match=r"requirements\.lock"):  # it went on to build (this lock set has none)
+    with pytest.raises(ImagePullFailed, match="cannot pull the base image"):  # it went on to build, from scratch
         replay(request(tmp_path, image=None), engine=engine, host_gpu=no_gpu)
     assert engine.builds == []
 

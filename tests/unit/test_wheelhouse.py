@@ -1,4 +1,4 @@
-"""The wheelhouse: target tags, reading requirements.lock, fetching by hash into the cache."""
+"""The wheelhouse: target tags, the recorded target platform, fetching by hash into the cache."""
 
 from __future__ import annotations
 
@@ -12,19 +12,12 @@ from pathlib import Path
 import pytest
 from packaging.tags import Tag
 
-from envcap.build.wheelhouse import (
-    FetchStats,
-    TargetPlatform,
-    Wheelhouse,
-    parse_requirements_lock,
-    platform_from_snapshot,
-    platform_tags,
-    tree_digest,
-    wheel_rank,
-)
-from envcap.emit.requirements import render_requirements_lock
-from envcap.errors import ArtifactError, LockfileError
-from envcap.lock import Artifact, Distribution, Origin, OsInfo, PythonEnv, Snapshot
+from envcap.build.target import TargetPlatform, platform_tags, wheel_rank
+from envcap.build.vendor import tree_digest
+from envcap.build.wheelhouse import FetchStats, Wheelhouse
+from envcap.emit.plan import build_choices
+from envcap.errors import ArtifactError
+from envcap.lock import Artifact, OsInfo, PythonEnv, Snapshot
 
 
 def test_manylinux_tags_run_from_the_images_glibc_down_with_legacy_aliases() -> None:
@@ -57,45 +50,18 @@ def test_wheels_rank_in_pips_order_for_the_target() -> None:
     assert Tag("cp311", "cp311", "manylinux_2_36_x86_64") == target.tags()[0]
 
 
-def test_the_lock_gives_the_fallback_target() -> None:
+def test_the_lock_records_the_official_images_platform_and_a_given_base_keeps_the_hosts_glibc() -> None:
     snapshot = Snapshot(python=PythonEnv(version="3.12.3", implementation="cpython", abi_tag="cp312",
                                          machine="aarch64"),
-                        os=OsInfo(libc="glibc", libc_version="2.39"))
+                        os=OsInfo(id="debian", codename="bookworm", libc="glibc", libc_version="2.39"))
 
-    target = platform_from_snapshot(snapshot)
+    official = TargetPlatform.from_record(build_choices(snapshot).platform, "lock")
+    given = TargetPlatform.from_record(build_choices(snapshot, "in-house/python:3.12").platform, "lock")
 
-    assert (target.python_version, target.arch, target.libc_version, target.abi) == ("3.12.3", "aarch64", "2.39",
-                                                                                      "cp312")
-    assert target.key() == "cpython-3.12-cp312-aarch64-glibc-2.39"
-
-
-def test_requirements_lock_written_by_envcap_reads_back() -> None:
-    dists = (
-        Distribution(name="numpy", version="2.2.6", origin=Origin(kind="index"),
-                     artifacts=(Artifact("numpy-2.2.6.tar.gz", "a" * 64), Artifact("numpy-2.2.6-x.whl", "b" * 64))),
-        Distribution(name="torch", version="2.13.0+cpu", origin=Origin(kind="index"), index_url="https://x/whl/cpu",
-                     artifacts=(Artifact("torch-2.13.0+cpu-cp311-cp311-linux_x86_64.whl", "c" * 64),)),
-        Distribution(name="direct", version="1.0", origin=Origin(kind="url", url="https://h/direct-1.0.tar.gz",
-                                                                  sha256="d" * 64)),
-    )
-    text = render_requirements_lock(Snapshot(python=PythonEnv(version="3.11.7"), distributions=dists))
-
-    lock = parse_requirements_lock(text)
-
-    by_name = {r.name: r for r in lock.requirements}
-    assert by_name["numpy"].version == "2.2.6" and set(by_name["numpy"].hashes) == {"a" * 64, "b" * 64}
-    assert by_name["torch"].version == "2.13.0+cpu"
-    assert by_name["direct"].url == "https://h/direct-1.0.tar.gz" and by_name["direct"].hashes == ("d" * 64,)
-    assert lock.options == ("--extra-index-url https://x/whl/cpu",)
-
-
-@pytest.mark.parametrize("line, problem", [
-    ("numpy==2.2.6\n", "without a --hash"),
-    ("numpy>=2 --hash=sha256:" + "a" * 64 + "\n", "cannot read"),
-])
-def test_requirements_lock_lines_envcap_cannot_check_are_refused(line: str, problem: str) -> None:
-    with pytest.raises(LockfileError, match=problem):
-        parse_requirements_lock(line)
+    assert (official.python_version, official.arch, official.libc_version, official.abi) == \
+        ("3.12.3", "aarch64", "2.36", "cp312")  # python:3.12.3-slim-bookworm's glibc, not the host's
+    assert official.key() == "cpython-3.12-cp312-aarch64-glibc-2.36"
+    assert given.libc_version == "2.39"
 
 
 def local_artifact(folder: Path, name: str, data: bytes) -> Artifact:
