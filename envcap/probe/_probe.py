@@ -80,7 +80,9 @@ class FileCache:
                 with open(path, encoding="utf-8") as handle:
                     loaded = json.load(handle)
                 if isinstance(loaded, dict) and loaded.get("probe_version") == PROBE_VERSION:
-                    self.entries = loaded.get("entries", {})
+                    entries = loaded.get("entries", {})
+                    # a file of the right version but the wrong shape is as good as none
+                    self.entries = entries if isinstance(entries, dict) else {}
             except (OSError, ValueError):
                 self.entries = {}
 

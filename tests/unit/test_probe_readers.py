@@ -441,3 +441,19 @@ def test_conda_packages_without_dist_info_are_listed_with_their_build(probe: Mod
     assert set(by_name) == {"numpy", "mkl", "libblas"}  # numpy has its dist-info; python is the interpreter
     assert by_name["mkl"]["version"] == "2023.1.0" and by_name["mkl"]["installer"] == "conda"
     assert by_name["libblas"]["origin"] == {"kind": "conda", "url": None, "build": "20_linux64_mkl"}
+
+
+# ------------------------------------------------------------------------------------------ cache
+
+@pytest.mark.parametrize("entries", [None, [], "text", 3])
+def test_a_cache_file_of_the_right_version_but_wrong_shape_is_ignored(probe: ModuleType, tmp_path: Path,
+                                                                     entries: object) -> None:
+    """It used to lose every cached reader's section (blas, toolchain) to a TypeError."""
+    path = tmp_path / "probe.json"
+    path.write_text(json.dumps({"probe_version": probe.PROBE_VERSION, "entries": entries}), "utf-8")
+    tool = tmp_path / "tool"
+    tool.write_text("#!/bin/sh\n", "utf-8")
+    cache = probe.FileCache(str(path))
+    assert cache.get_or_compute("tool-x", str(tool), lambda: "1.2.3") == "1.2.3"
+    cache.save()
+    assert json.loads(path.read_text("utf-8"))["entries"] == {cache.key("tool-x", str(tool)): "1.2.3"}
