@@ -726,7 +726,7 @@ HEADER_DEFINES = {
 def torch_version_module(dist_index):
     """torch/version.py read as text: CUDA/HIP build without importing torch (or CUDA)."""
     torch = dist_index.get("torch")
-    if not torch:
+    if not torch or not torch["location"]:  # no location: a conda package, known from conda-meta alone
         return None
     text = read_text(os.path.join(torch["location"], "torch", "version.py"))
     if text is None:
@@ -894,12 +894,14 @@ def blas_facts(dist_index, cache):
         package = {"scikit-learn": "sklearn", "scipy-openblas64": "scipy_openblas64",
                    "scipy-openblas32": "scipy_openblas32", "intel-openmp": None, "tbb": None,
                    "mkl": None, "openblas": None}.get(owner, owner)
+        # None for a package known from conda-meta alone: it has no folder of its own to look in
         location = dist["location"]
         folders = []
         if package:
-            folders += [os.path.join(location, owner.replace("-", "_") + ".libs")] if owner != package else []
-            folders += [os.path.join(location, package + ".libs"), os.path.join(location, package, "lib"),
-                        os.path.join(location, package, ".libs"), os.path.join(location, package, "_core")]
+            if location:
+                folders += [os.path.join(location, owner.replace("-", "_") + ".libs")] if owner != package else []
+                folders += [os.path.join(location, package + ".libs"), os.path.join(location, package, "lib"),
+                            os.path.join(location, package, ".libs"), os.path.join(location, package, "_core")]
         else:
             folders += [os.path.join(sys.prefix, "lib")]
         for folder in folders:
@@ -922,6 +924,8 @@ def blas_facts(dist_index, cache):
                     version = version_match.group(1)
                 libraries.append({"library": family, "api": LIB_API.get(lib, "blas"), "version": version,
                                   "shipped_by": owner, "filename": entry})
+        if not location:
+            continue
         if owner == "torch":
             declared.update(torch_build_config(location))
         if package in ("numpy", "scipy"):
