@@ -288,8 +288,7 @@ def run(argv: List[str], timeout: float = 10.0, cwd: Optional[str] = None) -> Op
     """Runs argv (a list, never a shell line); returns stdout or None when it cannot run."""
     try:
         done = subprocess.run(
-            argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, timeout=timeout, check=False,
+            argv, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -648,8 +647,9 @@ def in_container() -> Optional[str]:
     for marker in ("docker", "kubepods", "containerd", "lxc"):
         if marker in cgroup:
             return marker
-    if os.environ.get("container"):
-        return os.environ["container"]
+    # lower case by systemd's container interface (podman, systemd-nspawn set it so)
+    if os.environ.get("container"):  # noqa: SIM112
+        return os.environ["container"]  # noqa: SIM112
     return None
 
 
