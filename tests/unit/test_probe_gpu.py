@@ -172,3 +172,81 @@ def test_gpu_section_survives_the_model_round_trip(probe: ModuleType) -> None:
     assert again.gpu == snapshot.gpu
     assert again.gpu is not None and again.gpu.devices[0].name == "NVIDIA A100-SXM4-80GB"
     assert again == replace(snapshot, digest=again.digest)
+
+
+class FakeNvmlLibrary:
+    """libnvidia-ml.so as ctypes calls it, over recorded data: each C function fills what its pointer
+    arguments point at and returns NVML_SUCCESS. Handles are device index + 1 (a NULL handle is None)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def _device(self, handle: ctypes.c_void_p) -> dict[str, Any]:
+        assert handle.value is not None
+        return self.data["devices"][handle.value - 1]  # type: ignore[no-any-return]
+
+    def nvmlInit_v2(self) -> int:
+        return 0
+
+    def nvmlShutdown(self) -> int:
+        return 0
+
+    def nvmlSystemGetDriverVersion(self, buf: Any, size: ctypes.c_uint) -> int:
+        buf.value = self.data["driver_version"].encode()
+        return 0
+
+    def nvmlSystemGetCudaDriverVersion_v2(self, ref: Any) -> int:
+        if self.data["cuda_driver_version"] is None:
+            return 13  # NVML_ERROR_FUNCTION_NOT_FOUND: a driver older than the call
+        ref._obj.value = self.data["cuda_driver_version"]
+        return 0
+
+    def nvmlDeviceGetCount_v2(self, ref: Any) -> int:
+        ref._obj.value = len(self.data["devices"])
+        return 0
+
+    def nvmlDeviceGetHandleByIndex_v2(self, index: ctypes.c_uint, ref: Any) -> int:
+        ref._obj.value = index.value + 1
+        return 0
+
+    def nvmlDeviceGetName(self, handle: ctypes.c_void_p, buf: Any, size: ctypes.c_uint) -> int:
+        buf.value = self._device(handle)["name"].encode()
+        return 0
+
+    def nvmlDeviceGetUUID(self, handle: ctypes.c_void_p, buf: Any, size: ctypes.c_uint) -> int:
+        buf.value = self._device(handle)["uuid"].encode()
+        return 0
+
+    def nvmlDeviceGetCudaComputeCapability(self, handle: ctypes.c_void_p, major: Any, minor: Any) -> int:
+        major._obj.value, minor._obj.value = self._device(handle)["compute_capability"]
+        return 0
+
+    def nvmlDeviceGetMemoryInfo(self, handle: ctypes.c_void_p, ref: Any) -> int:
+        ref._obj.total = self._device(handle)["memory_total_bytes"]
+        ref._obj.free = ref._obj.used = 0
+        return 0
+
+    def _mode(self, handle: ctypes.c_void_p, key: str, current: Any, pending: Any) -> int:
+        mode = self._device(handle)[key]
+        if mode is None:
+            return 3  # NVML_ERROR_NOT_SUPPORTED: a GeForce has no MIG
+        current._obj.value = pending._obj.value = int(mode == "enabled")
+        return 0
+
+    def nvmlDeviceGetMigMode(self, handle: ctypes.c_void_p, current: Any, pending: Any) -> int:
+        return self._mode(handle, "mig_mode", current, pending)
+
+    def nvmlDeviceGetEccMode(self, handle: ctypes.c_void_p, current: Any, pending: Any) -> int:
+        return self._mode(handle, "ecc_mode", current, pending)
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_ctypes_binding_answers_like_pynvml(probe: ModuleType, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shim's buffers, pointers and memory struct, driven through a C library faked at the CDLL seam."""
+    data = recorded(name)
+    fail = {"nvmlSystemGetCudaDriverVersion_v2": 13} if data["cuda_driver_version"] is None else {}
+    expected = probe.gpu_facts(FakeNvml(data, fail=fail), "ctypes")
+    noted = [u["probe"] for u in probe.UNAVAILABLE]
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeNvmlLibrary(data))
+    assert probe.gpu_facts(probe.CtypesNvml(), "ctypes") == expected
+    assert [u["probe"] for u in probe.UNAVAILABLE] == noted * 2  # the same fields unknown

@@ -441,3 +441,42 @@ def test_conda_packages_without_dist_info_are_listed_with_their_build(probe: Mod
     assert set(by_name) == {"numpy", "mkl", "libblas"}  # numpy has its dist-info; python is the interpreter
     assert by_name["mkl"]["version"] == "2023.1.0" and by_name["mkl"]["installer"] == "conda"
     assert by_name["libblas"]["origin"] == {"kind": "conda", "url": None, "build": "20_linux64_mkl"}
+
+
+# ------------------------------------------------------------------------------------------ cache
+
+@pytest.mark.parametrize("entries", [None, [], "text", 3])
+def test_a_cache_file_of_the_right_version_but_wrong_shape_is_ignored(probe: ModuleType, tmp_path: Path,
+                                                                     entries: object) -> None:
+    """It used to lose every cached reader's section (blas, toolchain) to a TypeError."""
+    path = tmp_path / "probe.json"
+    path.write_text(json.dumps({"probe_version": probe.PROBE_VERSION, "entries": entries}), "utf-8")
+    tool = tmp_path / "tool"
+    tool.write_text("#!/bin/sh\n", "utf-8")
+    cache = probe.FileCache(str(path))
+    assert cache.get_or_compute("tool-x", str(tool), lambda: "1.2.3") == "1.2.3"
+    cache.save()
+    assert json.loads(path.read_text("utf-8"))["entries"] == {cache.key("tool-x", str(tool)): "1.2.3"}
+
+
+def test_numerics_packages_known_from_conda_meta_alone_keep_the_blas_and_cuda_sections(
+        probe: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A conda package without a dist-info (``python -S``, a half-removed env) has no location.
+
+    blas_facts and torch_version_module joined paths onto that None and raised, which lost the whole
+    blas (or cuda) section, the conda MKL found in the prefix's lib/ included.
+    """
+    (tmp_path / "conda-meta").mkdir()
+    for name in ("numpy-1.26.4-py311h08b1b3b_0.json", "torch-2.3.0-py311_cpu.json", "mkl-2023.1.0-h213fc3f_46344.json"):
+        (tmp_path / "conda-meta" / name).write_text("{}")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "libmkl_rt.so.2").write_bytes(b"")
+    monkeypatch.setattr(probe.sys, "prefix", str(tmp_path))
+    dist_index = {d["name"]: d for d in probe.merge_conda([], probe.conda_packages(str(tmp_path)))}
+    assert dist_index["numpy"]["location"] is None
+    blas = probe.blas_facts(dist_index, probe.FileCache(None))
+    assert blas["libraries"] == [{"library": "mkl", "api": "blas", "version": None, "shipped_by": "mkl",
+                                  "filename": "libmkl_rt.so.2"}]
+    assert blas["declared"] == {}
+    assert probe.torch_version_module(dist_index) is None
+    assert probe.UNAVAILABLE == []
