@@ -10,12 +10,17 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from envcap.cli.output import console, engine_from
+from envcap.replay.request import GpuChoice
 from envcap.snapshot import DEFAULT_OUT
+
+if TYPE_CHECKING:
+    from envcap.engine import BuildEvent
+    from envcap.replay import ReplayReport
 
 
 class _ReplayCommand(click.Command):
@@ -52,12 +57,12 @@ class _ReplayCommand(click.Command):
               help="Also write the report as Markdown (for an issue or pull request).")
 @click.option("--user", metavar="UID:GID", help="Run as this user (default: yours, so files written belong to you).")
 @click.pass_context
-def command(ctx: click.Context, lock_dir: Path, image: str | None, base_image: str | None, gpus: str,
+def command(ctx: click.Context, lock_dir: Path, image: str | None, base_image: str | None, gpus: GpuChoice,
             outputs: tuple[str, ...], repeat: int, report_file: Path | None, markdown_file: Path | None,
             user: str | None) -> None:
     """Rerun CMD (after --) in the image of the snapshot DIR (default .envcap/) and report what differs."""
-    from envcap.errors import EnvcapError, UsageError
-    from envcap.replay import ReplayRequest, replay, report_of
+    from envcap.errors import UsageError
+    from envcap.replay import ReplayFailed, ReplayInterrupted, ReplayRequest, replay
 
     workload = ctx.meta.get("envcap.replay.command") or ()
     if not workload:
@@ -78,10 +83,8 @@ def command(ctx: click.Context, lock_dir: Path, image: str | None, base_image: s
 
     try:
         report = replay(request, engine=engine, on_output=on_output, build_progress=_BuildNotes())
-    except (EnvcapError, KeyboardInterrupt) as exc:
-        partial = report_of(exc)
-        if partial is not None:
-            _publish(partial, report_file, markdown_file, with_message=False)
+    except (ReplayFailed, ReplayInterrupted) as exc:
+        _publish(exc.report, report_file, markdown_file, with_message=False)
         raise
     _publish(report, report_file, markdown_file, with_message=True)
     if report.status != "ok":
@@ -104,16 +107,16 @@ class _BuildNotes:
     def advance(self, nbytes: int) -> None:
         pass
 
-    def build_event(self, event: Any) -> None:
+    def build_event(self, event: BuildEvent) -> None:
         if event.kind == "step":
             click.echo(f"envcap: build step {event.step}/{event.total}", err=True)
 
 
-def _publish(report: Any, report_file: Path | None, markdown_file: Path | None, *, with_message: bool) -> None:
+def _publish(report: ReplayReport, report_file: Path | None, markdown_file: Path | None, *, with_message: bool) -> None:
     from dataclasses import replace
 
     from envcap.fs import atomic_write
-    from envcap.replay.report import render_json, render_markdown, render_text
+    from envcap.replay.render import render_json, render_markdown, render_text
 
     text = render_text(report if with_message else replace(report, message=None))
     console(stderr=True).print(text, markup=False, highlight=False, end="", soft_wrap=True)

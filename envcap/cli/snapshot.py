@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from envcap.cli.output import console, emit_json, interactive
 from envcap.lock import snapshot_to_dict
 from envcap.snapshot import DEFAULT_OUT, capture, write_snapshot
+
+if TYPE_CHECKING:
+    from envcap.workload.native import NativeRun
 
 
 @click.command("snapshot")
@@ -86,7 +89,8 @@ class _HashProgress:
 
 
 # -- `envcap snapshot --outputs PATTERN -- CMD` (replay's baseline, issue 4) --------------------------
-def _native_run(workload: tuple[str, ...], outputs: tuple[str, ...], out_dir: Path, quiet_stdout: bool) -> Any:
+def _native_run(workload: tuple[str, ...], outputs: tuple[str, ...], out_dir: Path,
+                quiet_stdout: bool) -> NativeRun | None:
     """Runs the workload natively after the probe; None when no command was given."""
     from envcap.errors import UsageError
 
@@ -95,13 +99,13 @@ def _native_run(workload: tuple[str, ...], outputs: tuple[str, ...], out_dir: Pa
             raise UsageError("--outputs needs the command that writes them.",
                              hint="put it after --: envcap snapshot --outputs 'out/*.json' -- python train.py")
         return None
-    from envcap.replay import native_run
+    from envcap.workload.native import native_run
 
     return native_run(workload, patterns=outputs, cwd=Path.cwd(), copies_dir=out_dir / "outputs",
                       stdout_to_stderr=quiet_stdout)
 
 
-def _report_native_run(ctx: click.Context, native: Any, outputs: tuple[str, ...]) -> None:
+def _report_native_run(ctx: click.Context, native: NativeRun, outputs: tuple[str, ...]) -> None:
     if native.exit_code != 0:
         click.echo(f"envcap: the command exited with status {native.exit_code}; its outputs were not recorded.",
                    err=True)

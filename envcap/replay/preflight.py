@@ -9,10 +9,8 @@ is tested without a GPU; the CLI raises ``PreflightError`` with the first failin
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from envcap._serde import ShapeError, from_json
 from envcap.errors import PreflightError
@@ -238,8 +236,9 @@ def host_gpu() -> Gpu:
     Why in-process: it takes milliseconds, where a second probe process or container would take
     most of a second; and it is the same code that wrote the lock's ``gpu`` section.
     """
-    probe: Any = importlib.import_module("envcap.probe._probe")
-    facts = probe.gpu_facts()
+    from envcap.probe._probe import gpu_facts
+
+    facts = gpu_facts()
     try:
         return from_json(Gpu, facts)
     except ShapeError as exc:

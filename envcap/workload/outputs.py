@@ -132,6 +132,35 @@ def keep_copies(prints: Iterable[OutputFingerprint], root: Path, dest: Path) -> 
 
 # ------------------------------------------------------------------------------------ comparison
 
+def fs_now(folder: Path) -> int:
+    """The file system's idea of now, from a file written just before the run.
+
+    Why not ``time.time_ns()``: the kernel stamps files with a coarse clock that can lag the precise
+    one by a few milliseconds, so a file written right after the run started could look older.
+    """
+    marker = folder / ".started"
+    marker.write_bytes(b"")
+    return marker.stat().st_mtime_ns
+
+
+def fresh_outputs(patterns: Sequence[str], cwd: Path, since_ns: int
+                  ) -> tuple[tuple[OutputFingerprint, ...], tuple[str, ...]]:
+    """(files written since ``since_ns``, files that match but are older): an old file is not an output.
+
+    Only the fresh files are hashed: old checkpoints that match a pattern can be gigabytes.
+    """
+    stale: list[str] = []
+
+    def written_by_this_run(path: Path) -> bool:
+        if path.stat().st_mtime_ns >= since_ns:
+            return True
+        stale.append(display_path(path, cwd))
+        return False
+
+    fresh = fingerprint(patterns, cwd, keep=written_by_this_run)
+    return fresh, tuple(stale)
+
+
 def compare(baseline: Sequence[OutputFingerprint], current: Sequence[OutputFingerprint], *,
             baseline_copies: Path | None, current_copies: Path | None) -> tuple[OutputComparison, ...]:
     """Every file of either side: same, differs (with numbers where the format allows), missing, new."""

@@ -25,18 +25,19 @@ from envcap.errors import LockfileError, PreflightError, ReplayError, UsageError
 from envcap.engine.errors import EngineUnavailable
 from envcap.lock import Gpu, GpuDevice, OutputFingerprint, Snapshot, dumps, load_snapshot
 from envcap.probe import probe_source, run_probe, snapshot_from_facts
+from envcap.explain.stack import stack_verdict
 from envcap.replay import (
     IMAGE_MEMO,
     REPLAY_LABEL,
+    ReplayFailed,
+    ReplayInterrupted,
     ReplayRequest,
     decide_gpus,
     describe_exit,
     replay,
-    report_of,
-    stack_verdict,
     workload_env,
 )
-from envcap.replay.report import render_json, render_markdown, render_text
+from envcap.replay.render import render_json, render_markdown, render_text
 from envcap.workload import hook
 from envcap.workload.outputs import keep_copies
 from tests.fakes import FakeEngine
@@ -206,10 +207,11 @@ def test_precision_flags_from_the_hook_land_in_the_replay_snapshot(tmp_path: Pat
 def test_missing_image_is_a_replay_error_with_the_partial_report_saved(tmp_path: Path,
                                                                        host_facts: dict[str, Any]) -> None:
     make_lock(tmp_path / "lock", host_facts)
-    with pytest.raises(ReplayError) as caught:
+    with pytest.raises(ReplayFailed) as caught:
         replay(request(tmp_path, image="nope:1"), engine=engine_for(Container(host_facts)), host_gpu=no_gpu)
+    assert isinstance(caught.value.cause, ReplayError)
     assert "has no image nope:1" in caught.value.message and "docker pull" in (caught.value.hint or "")
-    partial = report_of(caught.value)
+    partial = caught.value.report
     assert partial is not None and partial.status == "replay-failed"
     assert json.loads((Path(partial.replay_dir) / "report.json").read_text())["status"] == "replay-failed"
 
@@ -224,9 +226,10 @@ def test_engine_dying_mid_run_keeps_the_probe_snapshot_and_report(tmp_path: Path
     make_lock(tmp_path / "lock", host_facts)
     dead = EngineUnavailable("cannot reach the container engine at fake://engine: connection reset.")
     engine = engine_for(Container(image_facts(host_facts), fail_on_workload=dead))
-    with pytest.raises(EngineUnavailable) as caught:
+    with pytest.raises(ReplayFailed) as caught:
         replay(request(tmp_path), engine=engine, host_gpu=no_gpu)
-    partial = report_of(caught.value)
+    assert isinstance(caught.value.cause, EngineUnavailable) and caught.value.exit_code == 7
+    partial = caught.value.report
     assert partial is not None and partial.status == "engine-failed"
     assert partial.runs[0].exit_code is None
     assert partial.comparison is not None  # the probe ran before the workload: B is compared anyway
@@ -236,9 +239,9 @@ def test_engine_dying_mid_run_keeps_the_probe_snapshot_and_report(tmp_path: Path
 def test_ctrl_c_saves_the_partial_report_and_propagates(tmp_path: Path, host_facts: dict[str, Any]) -> None:
     make_lock(tmp_path / "lock", host_facts)
     engine = engine_for(Container(host_facts, fail_on_workload=KeyboardInterrupt()))
-    with pytest.raises(KeyboardInterrupt) as caught:
+    with pytest.raises(ReplayInterrupted) as caught:
         replay(request(tmp_path), engine=engine, host_gpu=no_gpu)
-    partial = report_of(caught.value)
+    partial = caught.value.report
     assert partial is not None and partial.status == "interrupted"
     assert (Path(partial.replay_dir) / "report.json").is_file()
 
@@ -296,11 +299,12 @@ def test_gpus_needed_without_gpu_runtime_fails_before_anything_runs(tmp_path: Pa
                                                                      host_facts: dict[str, Any]) -> None:
     make_lock(tmp_path / "lock", host_facts, **gpu_lock_changes())
     engine = engine_for(Container(host_facts))
-    with pytest.raises(PreflightError) as caught:
+    with pytest.raises(ReplayFailed) as caught:
         replay(request(tmp_path), engine=engine, host_gpu=a100)
+    assert isinstance(caught.value.cause, PreflightError)
     assert "no GPU runtime" in caught.value.message and caught.value.exit_code == 10
     assert engine.runs == []
-    partial = report_of(caught.value)
+    partial = caught.value.report
     assert partial is not None and partial.status == "preflight-failed"
     assert (Path(partial.replay_dir) / "report.json").is_file()
 
@@ -309,8 +313,9 @@ def test_old_driver_fails_preflight(tmp_path: Path, host_facts: dict[str, Any]) 
     make_lock(tmp_path / "lock", host_facts, **gpu_lock_changes())
     engine = engine_for(Container(host_facts))
     engine.gpu_runtime = True
-    with pytest.raises(PreflightError) as caught:
+    with pytest.raises(ReplayFailed) as caught:
         replay(request(tmp_path), engine=engine, host_gpu=lambda: a100("470.82.01"))
+    assert isinstance(caught.value.cause, PreflightError)
     assert "470.82.01" in caught.value.message and "12.4.127" in caught.value.message
     assert engine.runs == []
 
@@ -322,8 +327,9 @@ def test_gpu_arch_is_asked_of_torch_in_the_image(tmp_path: Path, host_facts: dic
     container = Container(facts, arch_list=["sm_50", "sm_60", "sm_70"])
     engine = engine_for(container)
     engine.gpu_runtime = True
-    with pytest.raises(PreflightError) as caught:
+    with pytest.raises(ReplayFailed) as caught:
         replay(request(tmp_path), engine=engine, host_gpu=a100)
+    assert isinstance(caught.value.cause, PreflightError)
     assert "compute capability 8.0" in caught.value.message and "sm_50 sm_60 sm_70" in caught.value.message
     assert container.workload_runs == []
     arch_query = engine.runs[-1]
@@ -547,8 +553,9 @@ def test_a_lock_edited_by_hand_does_not_reuse_the_old_image(tmp_path: Path, host
     edited["env"] = {"OMP_NUM_THREADS": "1"}  # the stored digest is left as it was
     path.write_text(json.dumps(edited))
     engine = engine_for(Container(host_facts))
-    with pytest.raises(ImagePullFailed, match="cannot pull the base image"):  # it went on to build, from scratch
+    with pytest.raises(ReplayFailed, match="cannot pull the base image") as caught:  # it went on to build
         replay(request(tmp_path, image=None), engine=engine, host_gpu=no_gpu)
+    assert isinstance(caught.value.cause, ImagePullFailed)
     assert engine.builds == []
 
 
@@ -558,8 +565,9 @@ def test_a_file_where_the_replays_folder_should_be_is_one_error(tmp_path: Path, 
     make_lock(tmp_path / "lock", host_facts)
     (tmp_path / "lock" / "replays").write_text("in the way")
     engine = engine_for(Container(host_facts))
-    with pytest.raises(OutputError, match="could not write"):
+    with pytest.raises(ReplayFailed, match="could not write") as caught:
         replay(request(tmp_path), engine=engine, host_gpu=no_gpu)
+    assert isinstance(caught.value.cause, OutputError) and caught.value.exit_code == OutputError.exit_code
 
 
 def test_ctrl_c_sweeps_containers_a_thread_left_behind(tmp_path: Path, host_facts: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ import pytest
 from envcap.cli import main
 from envcap.errors import UsageError
 from envcap.lock import load_snapshot
-from envcap.replay import native_run
+from envcap.workload.native import native_run
 
 WRITE_METRICS = "import pathlib; p = pathlib.Path('out'); p.mkdir(exist_ok=True); (p / 'm.json').write_text('{\"loss\": 0.25}')"
 

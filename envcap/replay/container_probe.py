@@ -1,0 +1,88 @@
+"""Snapshot B: the lock's own stdlib probe, piped into the image's python3 (envcap is not installed there).
+
+Why the same script: the two snapshots are then taken by the same code, so a difference is a real
+difference, not a difference of method.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import replace
+
+from envcap import __version__
+from envcap.engine import ContainerEngine, RunSpec, keep_signals_for_the_main_thread
+from envcap.errors import EnvcapError
+from envcap.lock import Snapshot, now_utc
+from envcap.probe import parse_probe_output, probe_source, snapshot_from_facts
+
+ARCH_SCRIPT = "import json, torch; print(json.dumps(list(torch.cuda.get_arch_list())))"
+
+
+def probe_in_container(engine: ContainerEngine, spec: RunSpec, *, deep: bool, image: str) -> Snapshot:
+    argv = ("python3", "-", "--skip-git") + (("--deep",) if deep else ())
+    result = engine.run(replace(spec, command=argv, stdin_data=probe_source().encode("utf-8"), tty=False,
+                                interactive=False))
+    facts = parse_probe_output(result.stdout.decode("utf-8", "replace"), result.stderr.decode("utf-8", "replace"),
+                               result.exit_code, f"python3 in the image {image}")
+    return snapshot_from_facts(facts, envcap_version=__version__, captured_at=now_utc(), source="probe")
+
+
+class ProbeJob:
+    """The in-container probe, run now or in a thread beside the workload.
+
+    Why a thread for CPU replays: the probe's container costs as much as the workload's start
+    (~0.3 s); run one after the other, they would double replay's overhead over ``docker run``. It
+    reads static facts, so running it beside the workload changes nothing it reports.
+    """
+
+    def __init__(self, engine: ContainerEngine, spec: RunSpec, *, deep: bool, image: str) -> None:
+        self.engine, self.spec, self.deep, self.image = engine, spec, deep, image
+        self.snapshot: Snapshot | None = None
+        self.problem: str | None = None
+        self.failure: BaseException | None = None
+        self.thread: threading.Thread | None = None
+
+    def run(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            keep_signals_for_the_main_thread()
+        try:
+            self.snapshot = probe_in_container(self.engine, self.spec, deep=self.deep, image=self.image)
+        except EnvcapError as exc:
+            self.problem = exc.message
+        except BaseException as exc:  # noqa: BLE001 - a bug in a thread: handed to the caller, who re-raises it
+            self.failure = exc
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self.run, name="envcap-replay-probe", daemon=True)
+        self.thread.start()
+
+    def wait(self) -> tuple[Snapshot | None, str | None]:
+        """(snapshot B, why there is none); a bug in the probe's thread is raised here, not hidden."""
+        if self.thread is not None:
+            self.thread.join()
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            raise failure
+        if self.problem:
+            return None, f"the image could not be probed, so nothing is compared: {self.problem}"
+        return self.snapshot, None
+
+
+def ask_arch_list(engine: ContainerEngine, spec: RunSpec) -> tuple[list[str] | None, str | None]:
+    """torch.cuda.get_arch_list() inside the image: what the framework itself says it was built for."""
+    try:
+        result = engine.run(replace(spec, command=("python3", "-c", ARCH_SCRIPT), gpus=False, stdin_data=None,
+                                    tty=False, interactive=False))
+    except EnvcapError as exc:
+        return None, exc.message
+    if result.exit_code != 0:
+        tail = (result.stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"])[-1]
+        return None, f"torch in the image could not be asked ({tail[:200]})"
+    try:
+        value = json.loads(result.stdout.decode("utf-8", "replace").strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None, "torch in the image gave no architecture list"
+    if not isinstance(value, list):
+        return None, "torch in the image gave no architecture list"
+    return [str(v) for v in value], None

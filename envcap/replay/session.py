@@ -1,0 +1,312 @@
+"""``envcap replay -- CMD``: run the workload again in the snapshot's image and say what is not the same.
+
+The flow, each step in a module of its own so it can be tested against a fake engine:
+
+1. load the lock; find its image (``image``: ``--image``, an earlier replay's, or a build);
+2. pre-flight (GPU runtime, GPUs present, driver vs CUDA) before anything runs on GPUs;
+3. the same stdlib probe that wrote the lock runs inside a container of the image: snapshot B
+   (``container_probe``), beside the workload on CPU replays;
+4. the architecture check, then the workload ``--repeat`` times (``run``);
+5. outputs fingerprinted and compared (``outputs``); B compared with the lock by ``envcap.explain``;
+6. B and the report are saved in ``DIR/replays/<id>/``, also when the workload crashes, the engine
+   dies or Ctrl-C is pressed: the failure then travels as ``ReplayFailed``/``ReplayInterrupted``,
+   carrying the partial report.
+
+Library code: nothing here prints; the CLI renders the returned ``ReplayReport``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from envcap import __version__
+from envcap._serde import ShapeError, from_json, to_json
+from envcap.build.inputs import BuildProgress
+from envcap.engine import ContainerEngine, Mount, OutputCallback, RunSpec
+from envcap.engine.errors import EngineError
+from envcap.errors import EnvcapError, OutputError, PreflightError
+from envcap.fs import atomic_write
+from envcap.lock import GitState, Gpu, Snapshot, dumps, load_lock, lock_path, now_utc
+from envcap.replay.container_probe import ProbeJob, ask_arch_list
+from envcap.replay.image import REPLAYS, ReplayImage, resolve_image
+from envcap.replay.outputs import outputs_section, repeat_section
+from envcap.replay.preflight import (
+    PreflightCheck,
+    check_arch,
+    check_driver,
+    check_gpu_runtime,
+    check_gpus_present,
+    first_failure,
+)
+from envcap.replay.render import render_json
+from envcap.replay.report import Comparison, Difference, ReplayReport, ReplayStatus, RunRecord
+from envcap.replay.request import ReplayRequest, check_request, decide_gpus, new_replay_id
+from envcap.replay.run import describe_exit, run_once, workload_env
+
+REPLAY_LABEL = "io.envcap.replay"
+
+
+class ReplayFailed(EnvcapError):
+    """The replay could not go on; ``report`` is what was known by then, already saved.
+
+    Why a wrapper: the CLI still prints the cause's sentence and exits with its code, and renders
+    the partial report without fishing it off an exception attribute.
+    """
+
+    def __init__(self, cause: EnvcapError, report: ReplayReport) -> None:
+        super().__init__(cause.message, cause.hint)
+        self.cause = cause
+        self.report = report
+        self.exit_code = cause.exit_code
+
+
+class ReplayInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during a replay, with the partial report already saved."""
+
+    def __init__(self, report: ReplayReport) -> None:
+        super().__init__()
+        self.report = report
+
+
+@dataclass
+class Evidence:
+    """What a replay has found out so far, so a report can be saved at any point (also a partial one)."""
+
+    request: ReplayRequest
+    replay_id: str
+    folder: Path
+    lock: Snapshot
+    user: str
+    gpus: bool
+    image: ReplayImage | None = None
+    checks: tuple[PreflightCheck, ...] = ()
+    runs: list[RunRecord] = field(default_factory=list)
+    snapshot: Snapshot | None = None  # B, as probed in the image
+    precision: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def replay_dir(self) -> Path:
+        return self.folder / REPLAYS / self.replay_id
+
+
+def _host_gpu_default() -> Gpu:
+    from envcap.replay.preflight import host_gpu
+
+    return host_gpu()
+
+
+def replay(request: ReplayRequest, *, engine: ContainerEngine, on_output: OutputCallback | None = None,
+           host_gpu: Callable[[], Gpu] = _host_gpu_default,
+           build_progress: BuildProgress | None = None) -> ReplayReport:
+    """Runs the replay; returns the report (also when the workload fails) and saves it.
+
+    Raises ReplayFailed (its ``cause`` a PreflightError, an EngineError or another EnvcapError)
+    or ReplayInterrupted, each with the partial report saved, when the replay itself cannot go on.
+    """
+    check_request(request)
+    lock = load_lock(request.lock_dir)
+    folder = lock_path(Path(request.lock_dir)).parent.absolute()  # bind mounts need absolute paths
+    evidence = Evidence(request=request, replay_id=new_replay_id(), folder=folder, lock=lock,
+                        user=request.user or f"{os.getuid()}:{os.getgid()}", gpus=decide_gpus(request.gpus, lock))
+    engine.ping()
+    try:
+        return _replay(evidence, engine, on_output, host_gpu, build_progress)
+    except KeyboardInterrupt:
+        _sweep_containers(engine, evidence.replay_id)
+        raise ReplayInterrupted(save(evidence, "interrupted", "interrupted (Ctrl-C); the container was stopped.")) \
+            from None
+    except EnvcapError as exc:
+        raise ReplayFailed(exc, save(evidence, status_of(exc), f"error: {exc.message}")) from None
+    except OSError as exc:  # the replay's own files (its folder, the hook): one sentence, not a traceback
+        error = OutputError(f"the replay could not write {exc.filename or 'its files'}: {exc.strerror or exc}.",
+                            hint=f"check that {folder / REPLAYS} is a writable folder (remove a file in its way)")
+        raise ReplayFailed(error, save(evidence, "replay-failed", f"error: {error.message}")) from None
+
+
+def status_of(error: EnvcapError) -> ReplayStatus:
+    if isinstance(error, PreflightError):
+        return "preflight-failed"
+    if isinstance(error, EngineError):
+        return "engine-failed"
+    return "replay-failed"
+
+
+def _sweep_containers(engine: ContainerEngine, replay_id: str) -> None:
+    """After Ctrl-C: remove what this replay started and a thread may not get to remove (a second
+    Ctrl-C abandons the in-container probe's thread, whose own cleanup then never runs)."""
+    try:
+        for container_id in engine.containers(f"{REPLAY_LABEL}={replay_id}"):
+            try:
+                engine.remove_container(container_id)
+            except (EnvcapError, KeyboardInterrupt):
+                continue
+    except (EnvcapError, KeyboardInterrupt):
+        return
+
+
+def _replay(evidence: Evidence, engine: ContainerEngine, on_output: OutputCallback | None,
+            host_gpu: Callable[[], Gpu], build_progress: BuildProgress | None) -> ReplayReport:
+    request, lock = evidence.request, evidence.lock
+    evidence.replay_dir.mkdir(parents=True, exist_ok=True)
+
+    # 1. pre-flight, the part that needs no image: GPU runtime, GPUs, driver
+    host: Gpu | None = None
+    if evidence.gpus:
+        runtime = check_gpu_runtime(gpus=True, engine_has_runtime=engine.gpu_runtime_available(),
+                                    endpoint=engine.endpoint)
+        host = host_gpu()
+        evidence.checks = (runtime, check_gpus_present(gpus=True, host=host), check_driver(lock, host, gpus=True))
+        _fail_fast(evidence)
+
+    # 2. the image
+    image = resolve_image(engine, lock, evidence.folder, image=request.image, base_image=request.base_image,
+                          build_progress=build_progress)
+    evidence.image = image
+    evidence.warnings += image.warnings
+
+    env, env_warnings = workload_env(lock, request.host_env)
+    evidence.warnings += env_warnings
+    cwd = str(request.cwd)
+    base = RunSpec(image=image.id, command=request.command, workdir=cwd, user=evidence.user, env=env,
+                   mounts=(Mount(cwd, cwd),), gpus=evidence.gpus, labels={REPLAY_LABEL: evidence.replay_id},
+                   init=True)
+
+    # 3. snapshot B, by the same probe: before the workload where the GPU check needs it, else beside it
+    deep = lock.torch_runtime is not None or bool(lock.blas and lock.blas.threadpools is not None)
+    probe = ProbeJob(engine, base, deep=deep, image=image.reference)
+    if evidence.gpus:
+        probe.run()
+        _take_probe(evidence, probe)
+        # 4. pre-flight, the part that asks the image: GPU architectures
+        evidence.checks += (check_arch(host, _arch_list(evidence, engine, base), gpus=True),)
+        _fail_fast(evidence)
+    else:
+        evidence.checks = (check_gpu_runtime(gpus=False, engine_has_runtime=False, endpoint=engine.endpoint),)
+        probe.start()
+    try:
+        for index in range(1, request.repeat + 1):
+            evidence.runs.append(RunRecord(index=index, exit_code=None))  # replaced when the run ends
+            outcome = run_once(engine, base, index=index, replay_dir=evidence.replay_dir, cwd=request.cwd,
+                               patterns=request.outputs, user=evidence.user, tty=request.tty,
+                               interactive=request.interactive, on_output=on_output)
+            evidence.runs[-1] = outcome.record
+            if index == 1:
+                evidence.precision = outcome.precision
+            if outcome.record.exit_code != 0:
+                break
+    finally:
+        if evidence.snapshot is None:
+            _take_probe(evidence, probe)
+    last = evidence.runs[-1]
+    status, message = describe_exit(last.exit_code, last.oom_killed, request.command, image.reference)
+    return save(evidence, status, message)
+
+
+def _take_probe(evidence: Evidence, probe: ProbeJob) -> None:
+    snapshot, problem = probe.wait()
+    evidence.snapshot = snapshot
+    if problem:
+        evidence.warnings.append(problem)
+
+
+def _arch_list(evidence: Evidence, engine: ContainerEngine, base: RunSpec) -> list[str] | None:
+    """What the framework in the image was built for: from the deep probe, else asked of torch."""
+    replayed = evidence.snapshot
+    if replayed is not None and replayed.torch_runtime is not None and replayed.torch_runtime.arch_list is not None:
+        return list(replayed.torch_runtime.arch_list)
+    if evidence.lock.distribution("torch") is None:
+        return None
+    arch_list, problem = ask_arch_list(engine, base)
+    if problem:
+        evidence.warnings.append(problem)
+    return arch_list
+
+
+def _fail_fast(evidence: Evidence) -> None:
+    error = first_failure(evidence.checks)
+    if error is not None:
+        raise error
+
+
+def host_git(cwd: Path) -> GitState | None:
+    """The working tree's git state now, read on the host (the container sees the same mounted files)."""
+    from envcap.probe._probe import git_facts
+
+    facts = git_facts(str(cwd))
+    if not isinstance(facts, dict):
+        return None
+    try:
+        return from_json(GitState, facts)
+    except ShapeError:
+        return None
+
+
+def _snapshot_b(evidence: Evidence) -> Snapshot | None:
+    snapshot = evidence.snapshot
+    if snapshot is None:
+        return None
+    first = evidence.runs[0] if evidence.runs else None
+    git = host_git(evidence.request.cwd) if evidence.lock.git is not None else None
+    return replace(snapshot, git=git, precision=evidence.precision,
+                   outputs=first.outputs if first and evidence.request.outputs else None).with_digest()
+
+
+def compare_snapshots(a: Snapshot, b: Snapshot) -> Comparison:
+    """explain's ranked findings, as the replay report's Comparison (their order kept)."""
+    from envcap.explain import diff
+    from envcap.explain.compare import show
+    from envcap.explain.stack import stack_verdict
+
+    identical, note = stack_verdict(a, b)
+    result = diff(a, b)
+    differences = tuple(Difference(fact=f.fact, original=show(f.a), replay=show(f.b), severity=f.severity, why=f.why,
+                                   mitigation=f.mitigation, rule=f.rule or None, reference=f.reference or None)
+                        for f in result.findings)
+    unknown = tuple(sorted(set(result.unknown_a) | set(result.unknown_b)))
+    return Comparison(method="explain", differences=differences, stack_identical=identical, stack_note=note,
+                      verdict=result.verdict, unknown=unknown)
+
+
+def save(evidence: Evidence, status: ReplayStatus, message: str | None) -> ReplayReport:
+    """Builds the report from whatever is known and writes B and the report; never raises for a write."""
+    request = evidence.request
+    snapshot = _snapshot_b(evidence)
+    first = evidence.runs[0] if evidence.runs and evidence.runs[0].exit_code is not None else None
+    image = evidence.image
+    report = ReplayReport(
+        replay_id=evidence.replay_id, created_at=now_utc(), envcap_version=__version__,
+        lock_dir=str(evidence.folder), replay_dir=str(evidence.replay_dir), lock_digest=evidence.lock.digest,
+        command=request.command, workdir=str(request.cwd), user=evidence.user, gpus=evidence.gpus, status=status,
+        image=image.reference if image else None, image_id=image.id if image else None,
+        image_built=image.built if image else None,
+        exit_code=evidence.runs[-1].exit_code if evidence.runs else None, message=message,
+        preflight=evidence.checks, runs=tuple(evidence.runs),
+        comparison=compare_snapshots(evidence.lock, snapshot) if snapshot is not None else None,
+        precision=evidence.precision,
+        outputs=outputs_section(evidence.folder, evidence.lock, request.outputs, evidence.replay_id, first,
+                                evidence.replay_dir) if request.outputs and first is not None else None,
+        repeat=repeat_section(evidence.runs, request.outputs, evidence.replay_dir) if request.repeat > 1 else None,
+        warnings=tuple(evidence.warnings))
+    saved = []
+    try:
+        if snapshot is not None:
+            atomic_write(evidence.replay_dir / "envcap.lock.json", dumps(snapshot))
+            saved.append("envcap.lock.json")
+        if evidence.runs and evidence.runs[0].outputs:
+            atomic_write(evidence.replay_dir / "outputs.json", json.dumps(
+                {"patterns": list(request.outputs), "files": to_json(list(evidence.runs[0].outputs))},
+                indent=2, sort_keys=True) + "\n")
+            saved.append("outputs.json")
+        saved.append("report.json")
+        report = replace(report, files=tuple(saved))
+        atomic_write(evidence.replay_dir / "report.json", render_json(report))
+    except EnvcapError as exc:
+        report = replace(report, files=tuple(saved[:-1]),
+                         warnings=report.warnings + (f"the report could not be saved: {exc.message}",))
+    return report
