@@ -87,7 +87,7 @@ def _probe_while_importing(python: str, **kwargs: Any) -> dict[str, Any]:
 
     worker = threading.Thread(target=target, name="envcap-probe", daemon=True)
     worker.start()
-    import envcap.emit.dockerfile  # noqa: F401
+    import envcap.emit.dockerfile
     import envcap.emit.requirements  # noqa: F401
 
     worker.join()
