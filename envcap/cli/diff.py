@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from envcap.cli.output import console, emit_json
+
+if TYPE_CHECKING:
+    from envcap.explain.rules import Severity
 
 SEVERITY_CHOICES = ("high", "medium", "low")
 
@@ -19,7 +23,8 @@ SEVERITY_CHOICES = ("high", "medium", "low")
 @click.option("--fail-on", type=click.Choice(SEVERITY_CHOICES), default=None,
               help="Exit 1 when a finding at or above this severity exists (a CI gate).")
 @click.pass_context
-def command(ctx: click.Context, a: Path, b: Path, as_json: bool, as_markdown: bool, fail_on: str | None) -> None:
+def command(ctx: click.Context, a: Path, b: Path, as_json: bool, as_markdown: bool,
+            fail_on: Severity | None) -> None:
     """Compare two environments: snapshot folders, envcap.lock.json files, or pasted reports
     (collect_env, pip freeze, pip list --format=json, pip inspect, conda list --export, nvidia-smi -q)."""
     from envcap.errors import UsageError

@@ -15,7 +15,7 @@ from typing import Any
 from envcap.explain.compare import Change, compare, parse_version
 from envcap.explain.derive import enrich
 from envcap.explain.facts import FactView, facts_of, how_derived
-from envcap.explain.rules import RULES, SEVERITIES, AllOf, AnyOf, Cond, Rule
+from envcap.explain.rules import RULES, SEVERITIES, AllOf, AnyOf, Cond, Rule, Severity
 from envcap.lock import Snapshot
 
 SEVERITY_RANK = {name: len(SEVERITIES) - i for i, name in enumerate(SEVERITIES)}  # high 4 .. info 1
@@ -27,7 +27,7 @@ class Finding:
     fact: str
     a: Any
     b: Any
-    severity: str
+    severity: Severity
     why: str
     mitigation: str
     reference: str
@@ -55,10 +55,10 @@ class DiffReport:
         """Findings that can change results (everything above ``info``)."""
         return tuple(f for f in self.findings if f.severity != "info")
 
-    def worst(self) -> str | None:
+    def worst(self) -> Severity | None:
         return self.significant[0].severity if self.significant else None
 
-    def at_or_above(self, severity: str) -> tuple[Finding, ...]:
+    def at_or_above(self, severity: Severity) -> tuple[Finding, ...]:
         limit = SEVERITY_RANK[severity]
         return tuple(f for f in self.findings if SEVERITY_RANK[f.severity] >= limit)
 
@@ -134,7 +134,7 @@ def evaluate(fact: str, fa: FactView, fb: FactView, rules: tuple[Rule, ...] = RU
     return None
 
 
-def _finding(fact: str, a: Any, b: Any, rule: Rule, change: Change, severity: str, note: str,
+def _finding(fact: str, a: Any, b: Any, rule: Rule, change: Change, severity: Severity, note: str,
              fa: FactView, fb: FactView, unsure: bool) -> Finding:
     sides = tuple(side for side, view in (("A", fa), ("B", fb)) if fact in view.derived)
     if len(sides) == 1 and severity in ("high", "medium"):

@@ -1,0 +1,90 @@
+"""The explain rules for BLAS, OpenMP and the CPU: data, tried in order (see ``_common`` for the rule types)."""
+
+from __future__ import annotations
+
+from envcap.explain.rules._common import (
+    ANY,
+    ISA_DISPATCH,
+    LOW,
+    MED,
+    MKL,
+    R_AVX512,
+    R_BLAS_BACKEND,
+    R_CPU_THREADS,
+    R_MKL_AMD,
+    R_MKL_REPRO,
+    R_OPENBLAS_ISA,
+    VERSION_LOW,
+    VERSION_MED,
+    Cond,
+    Rule,
+)
+
+CPU_RULES: tuple[Rule, ...] = (
+    # ---- BLAS, OpenMP and the CPU
+    Rule("blas-backend", "blas.backend", "set", MED,
+         "Different BLAS libraries (MKL, OpenBLAS, Accelerate) use different kernels and blocking, so linear "
+         "algebra differs and iterative solvers amplify it.",
+         "install the same BLAS on both sides (the same numpy/scipy wheels or conda blas variant)",
+         R_BLAS_BACKEND, weight=75, factor="F21"),
+    Rule("blas-openblas-version", "blas.openblas.version", "version", VERSION_MED,
+         "OpenBLAS releases change kernels and their CPU dispatch tables.",
+         "install the same numpy/scipy wheels (they bundle OpenBLAS)", R_OPENBLAS_ISA, weight=50, factor="F21"),
+    Rule("blas-mkl-version", "blas.mkl.version", "version", VERSION_MED,
+         "MKL releases change kernels; Intel guarantees reproducibility only within one version.",
+         "pin mkl to the same version", R_MKL_REPRO, weight=50, factor="F24"),
+    Rule("blas-other-version", "blas.*.version", "version", VERSION_LOW,
+         "BLAS releases change kernels.",
+         "install the same BLAS version", R_BLAS_BACKEND, weight=40, factor="F21"),
+    Rule("blas-threads", "blas.*.threads", "equal", MED,
+         "The BLAS splits matrix products and reductions by its thread count, so results change with it.",
+         "set the variable this BLAS reads (OPENBLAS_NUM_THREADS or MKL_NUM_THREADS) to the same value on both "
+         "sides", "https://github.com/scikit-learn/scikit-learn/issues/18790", weight=74, factor="F23"),
+    Rule("blas-threading-layer", "blas.threading_layer", "equal", MED,
+         "The BLAS threading layer (OpenMP, pthreads, TBB) schedules reductions differently.",
+         "install the same BLAS build on both sides", R_MKL_REPRO, weight=50, factor="F23"),
+    Rule("blas-architecture", "blas.architecture", "equal", MED,
+         "OpenBLAS picked a different kernel family for the CPU (for example Haswell vs SkylakeX).",
+         "set OPENBLAS_CORETYPE to the same core on both sides", R_OPENBLAS_ISA, weight=66, factor="F22"),
+    Rule("torch-build-config", "build.torch.*", "equal", MED,
+         "torch built with another oneDNN or threading backend (OpenMP or native) runs other CPU kernels and "
+         "splits reductions differently.",
+         "install the same torch build on both sides", R_CPU_THREADS, weight=55, factor="F27"),
+    Rule("openmp-runtime", "openmp.runtime", "set", LOW,
+         "A different OpenMP runtime (GNU, Intel, LLVM) schedules threads differently.",
+         "install the same wheels on both sides", R_MKL_REPRO, weight=30, factor="F23"),
+    Rule("cpu-architecture", "cpu.architecture", "equal", ANY,
+         "x86-64 and ARM run entirely different kernel families in every numerics library.",
+         "replay on the same CPU architecture; compare with tolerances", R_BLAS_BACKEND, weight=84, factor="F29"),
+    Rule("cpu-isa", "cpu.isa", "set", MED,
+         "MKL, OpenBLAS, oneDNN, NumPy and torch dispatch kernels by CPU instruction set (AVX2, FMA, AVX-512, AMX), "
+         "which changes rounding.",
+         "cap the ISA on both sides: MKL_CBWR=AVX2, OPENBLAS_CORETYPE=Haswell, ATEN_CPU_CAPABILITY=avx2, "
+         "ONEDNN_MAX_CPU_ISA=AVX2, NPY_DISABLE_CPU_FEATURES", R_AVX512, weight=69, when=(ISA_DISPATCH,),
+         otherwise="low", factor="F22/F26/F28", when_text="matters where MKL, OpenBLAS, oneDNN or NumPy dispatch on it"),
+    Rule("cpu-vendor-mkl", "cpu.vendor", "equal", MED,
+         "MKL picks different (historically generic) code paths on AMD than on Intel CPUs.",
+         "MKL_CBWR=AVX2 on both sides (MKL_DEBUG_CPU_TYPE=5 for old MKL)", R_MKL_AMD, weight=67, when=(MKL,),
+         otherwise=None, factor="F25", when_text="matters where MKL is the BLAS"),
+    Rule("cpu-vendor", "cpu.vendor", "equal", LOW,
+         "CPUs of another vendor have other micro-architectures and instruction sets.",
+         "replay on the same CPU family", R_AVX512, weight=40, factor="F25"),
+    Rule("cpu-model-no-isa", "cpu.model_name", "equal", MED,
+         "Another CPU model can select other BLAS and SIMD kernels (FMA, AVX2, AVX-512); the instruction sets "
+         "are not known here.",
+         "replay on the same CPU model, or cap the ISA in every library", R_OPENBLAS_ISA, weight=60,
+         when=(Cond("cpu.isa", "unknown"),), otherwise=None, unless=("cpu.vendor",), factor="F22/F26"),
+    Rule("cpu-model", "cpu.model_name", "equal", LOW,
+         "Another CPU model of the same instruction set rarely changes kernels; it can change BLAS blocking.",
+         "replay on the same CPU model", R_OPENBLAS_ISA, weight=30, unless=("cpu.isa", "cpu.vendor"),
+         factor="F22"),
+    Rule("cpu-usable-cores", "cpu.usable_cores", "equal", LOW,
+         "A different number of usable cores changes the default thread counts of BLAS and OpenMP pools.",
+         "pin the thread variables (OMP_NUM_THREADS, MKL_NUM_THREADS, OPENBLAS_NUM_THREADS)", R_MKL_REPRO,
+         weight=45, unless=("blas.*.threads",), factor="F23"),
+    Rule("cpu-cores", "cpu.*_cores", "equal", LOW,
+         "A different core count changes the default thread counts of BLAS and OpenMP pools.",
+         "pin the thread variables", R_MKL_REPRO, weight=35, unless=("blas.*.threads", "cpu.usable_cores"),
+         factor="F23"),
+
+)
