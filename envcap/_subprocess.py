@@ -6,11 +6,17 @@ patching ``subprocess`` where it is used.
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from envcap import _log
+
+LOG = _log.get("subprocess")
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,8 @@ def run(
     env: Mapping[str, str] | None = None,
     stdin: str | None = None,
 ) -> Completed:
+    LOG.debug("run %s%s", shlex.join(argv), f" (in {cwd})" if cwd else "")
+    started = time.monotonic()
     try:
         done = subprocess.run(
             list(argv),
@@ -68,6 +76,7 @@ def run(
         raise _start_failure(argv, exc) from exc
     except subprocess.TimeoutExpired as exc:
         raise RunFailed(f"{argv[0]} did not finish within {timeout:g} s") from exc
+    LOG.debug("exit %d after %.2f s: %s", done.returncode, time.monotonic() - started, argv[0])
     return Completed(
         argv=tuple(argv),
         returncode=done.returncode,
@@ -83,6 +92,7 @@ def call(argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] 
     For a workload the user watches (``envcap snapshot --outputs ... -- CMD``); Ctrl-C reaches it
     through the terminal's process group, and envcap waits for it before re-raising.
     """
+    LOG.debug("call %s%s", shlex.join(argv), f" (in {cwd})" if cwd else "")
     try:
         # With --json, envcap's stdout carries the JSON document: the workload writes to stderr instead.
         process = subprocess.Popen(list(argv), cwd=cwd, env=dict(env) if env is not None else None,

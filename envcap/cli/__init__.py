@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from envcap import __version__
+from envcap.cli.options import verbose_option
 from envcap.errors import EnvcapError
 
 COMMANDS = {
@@ -63,6 +64,7 @@ def _module_exists(name: str) -> bool:
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="envcap")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@verbose_option
 def main(debug: bool) -> None:
     """Capture an ML environment, rebuild it as an image, replay a run and explain what differs."""
     _terminate_like_interrupt()

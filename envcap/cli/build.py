@@ -4,26 +4,32 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
+from envcap.cli.options import base_image_option, json_option, lock_dir_argument, verbose_option, verbosity
 from envcap.cli.output import console, emit_json, engine_from, interactive
-from envcap.snapshot import DEFAULT_OUT
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, Task, TaskID
+    from rich.text import Text
+
+    from envcap.engine import BuildEvent
 
 
 @click.command("build")
-@click.argument("lock_dir", metavar="[DIR]", required=False, type=click.Path(path_type=Path), default=DEFAULT_OUT)
-@click.option("--base-image", metavar="IMG", help="Start from this image (it needs python3 and python3-venv).")
+@lock_dir_argument()
+@base_image_option("Start from this image instead of the one the lock records (it needs python3 and python3-venv).")
 @click.option("--tag", "tags", metavar="NAME[:TAG]", multiple=True, help="Also tag the image with this name.")
 @click.option("--online", is_flag=True, help="Let pip fetch from the index inside the build (no wheelhouse).")
 @click.option("--target-python", metavar="X.Y.Z", help="Choose wheels for this Python instead of the base image's.")
 @click.option("--target-glibc", metavar="X.Y", help="Choose wheels for this glibc instead of the base image's.")
-@click.option("--verbose", "-v", is_flag=True, help="Stream the build log.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@verbose_option
+@json_option
 @click.pass_context
 def command(ctx: click.Context, lock_dir: Path, base_image: str | None, tags: tuple[str, ...], online: bool,
-            target_python: str | None, target_glibc: str | None, verbose: bool, as_json: bool) -> None:
+            target_python: str | None, target_glibc: str | None, as_json: bool) -> None:
     """Build the image of a snapshot (DIR, default .envcap/), or find it already built."""
     from envcap.build import BuildOptions, build
     from envcap.engine import BuildStepFailed
@@ -31,7 +37,7 @@ def command(ctx: click.Context, lock_dir: Path, base_image: str | None, tags: tu
     options = BuildOptions(base_image=base_image, online=online, tags=tags, target_python=target_python,
                            target_glibc=target_glibc, source_date_epoch=os.environ.get("SOURCE_DATE_EPOCH"))
     engine = engine_from(ctx)
-    progress = _Progress(verbose=verbose)
+    progress = _Progress(verbose=verbosity(ctx) > 0)  # -v also streams the build log
     progress.start()
     try:
         result = build(lock_dir, engine, options, progress=progress)
@@ -63,9 +69,9 @@ class _Progress:
         self.verbose = verbose
         self.out = console(stderr=True)
         self.live = interactive()
-        self.bar: Any = None
-        self.download_task: Any = None
-        self.step_task: Any = None
+        self.bar: Progress | None = None
+        self.download_task: TaskID | None = None
+        self.step_task: TaskID | None = None
         self.step_text: str | None = None
 
     def start(self) -> None:
@@ -84,7 +90,7 @@ class _Progress:
             class Amount(ProgressColumn):
                 """Bytes for the download bar, steps (n/m) for the build bar."""
 
-                def render(self, task: Any) -> Any:
+                def render(self, task: Task) -> Text:
                     if task.fields.get("bytes"):
                         return DownloadColumn().render(task)
                     return Text(f"{int(task.completed)}/{int(task.total or 0)}")
@@ -116,7 +122,7 @@ class _Progress:
         if self.bar is not None and self.download_task is not None:
             self.bar.advance(self.download_task, nbytes)
 
-    def build_event(self, event: Any) -> None:
+    def build_event(self, event: BuildEvent) -> None:
         if event.kind == "step":
             self.step_text = f"Step {event.step}/{event.total}: {event.text}"
             if self.bar is not None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from envcap.cli.options import json_option, verbose_option
 from envcap.cli.output import console, emit_json
 
 if TYPE_CHECKING:
@@ -18,7 +19,8 @@ SEVERITY_CHOICES = ("high", "medium", "low")
 @click.command("diff")
 @click.argument("a", type=click.Path(path_type=Path))
 @click.argument("b", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@json_option
+@verbose_option
 @click.option("--markdown", "as_markdown", is_flag=True, help="Print a Markdown section to paste into an issue.")
 @click.option("--fail-on", type=click.Choice(SEVERITY_CHOICES), default=None,
               help="Exit 1 when a finding at or above this severity exists (a CI gate).")

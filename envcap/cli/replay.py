@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from envcap.cli.options import base_image_option, lock_dir_argument, verbose_option
 from envcap.cli.output import console, engine_from
 from envcap.replay.request import GpuChoice
-from envcap.snapshot import DEFAULT_OUT
 
 if TYPE_CHECKING:
     from envcap.engine import BuildEvent
@@ -42,9 +42,9 @@ class _ReplayCommand(click.Command):
 
 
 @click.command("replay", cls=_ReplayCommand)
-@click.argument("lock_dir", metavar="[DIR]", required=False, type=click.Path(path_type=Path), default=DEFAULT_OUT)
+@lock_dir_argument()
 @click.option("--image", metavar="IMG", help="Run in this image (built elsewhere) instead of the snapshot's own.")
-@click.option("--base-image", metavar="IMG", help="When the image must be built first: start from this base image.")
+@base_image_option("When the image must be built first: start from this base image instead of the lock's.")
 @click.option("--gpus", type=click.Choice(["auto", "all", "none"]), default="auto", show_default=True,
               help="Pass GPUs through; auto: when the snapshot had GPUs.")
 @click.option("--outputs", "outputs", metavar="PATTERN", multiple=True,
@@ -56,6 +56,7 @@ class _ReplayCommand(click.Command):
 @click.option("--markdown", "markdown_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the report as Markdown (for an issue or pull request).")
 @click.option("--user", metavar="UID:GID", help="Run as this user (default: yours, so files written belong to you).")
+@verbose_option
 @click.pass_context
 def command(ctx: click.Context, lock_dir: Path, image: str | None, base_image: str | None, gpus: GpuChoice,
             outputs: tuple[str, ...], repeat: int, report_file: Path | None, markdown_file: Path | None,

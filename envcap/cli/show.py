@@ -6,16 +6,18 @@ from pathlib import Path
 
 import click
 
+from envcap.cli.options import json_option, lock_dir_argument, verbose_option
 from envcap.cli.output import console, emit_json
 from envcap.lock import Snapshot, digest_matches, load_snapshot, snapshot_to_dict
 
 
 @click.command("show")
-@click.argument("location", required=False, type=click.Path(path_type=Path), default=Path(".envcap"))
-@click.option("--json", "as_json", is_flag=True, help="Print the whole snapshot as JSON.")
-def command(location: Path, as_json: bool) -> None:
-    """Summarise a saved snapshot (a folder or an envcap.lock.json file)."""
-    snapshot = load_snapshot(location)
+@lock_dir_argument()
+@json_option
+@verbose_option
+def command(lock_dir: Path, as_json: bool) -> None:
+    """Summarise a saved snapshot (DIR: a folder or an envcap.lock.json file; default .envcap/)."""
+    snapshot = load_snapshot(lock_dir)
     if as_json:
         emit_json("snapshot", {"snapshot": snapshot_to_dict(snapshot)})
         return

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
+from envcap.cli.options import base_image_option, json_option, verbose_option
 from envcap.cli.output import console, emit_json, interactive
 from envcap.lock import snapshot_to_dict
 from envcap.snapshot import DEFAULT_OUT, capture, write_snapshot
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from envcap.snapshot.hashes import Release
     from envcap.workload.native import NativeRun
 
 
@@ -20,10 +24,11 @@ if TYPE_CHECKING:
 @click.option("--python", "python", metavar="PATH", help="Interpreter to describe (default: the one running envcap).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=DEFAULT_OUT,
               show_default=True, help="Folder for envcap.lock.json, requirements.lock, pylock.toml, Dockerfile.")
-@click.option("--base-image", metavar="IMG", help="Base image for the Dockerfile instead of the one chosen from facts.")
+@base_image_option("Record IMG as the image to rebuild on (build and the Dockerfile use it) instead of choosing one.")
 @click.option("--deep", is_flag=True, help="Also import numpy/torch for threadpoolctl's and torch's live view.")
 @click.option("--offline", is_flag=True, help="Take hashes only from the cache and local wheels.")
-@click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON.")
+@json_option
+@verbose_option
 @click.option("--outputs", "outputs", metavar="PATTERN", multiple=True,
               help="With -- CMD: run CMD here, then fingerprint the files matching this glob (replay's baseline).")
 @click.argument("workload", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD...]")
@@ -63,8 +68,8 @@ class _HashProgress:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self.bar: Any = None
-        self.task: Any = None
+        self.bar: Progress | None = None
+        self.task: TaskID | None = None
 
     def __enter__(self) -> _HashProgress:
         return self
@@ -83,8 +88,8 @@ class _HashProgress:
         self.task = self.bar.add_task("hashes", total=count)
         self.bar.start()
 
-    def on_release(self, release: Any) -> None:
-        if self.bar is not None:
+    def on_release(self, release: Release) -> None:
+        if self.bar is not None and self.task is not None:
             self.bar.advance(self.task)
 
 

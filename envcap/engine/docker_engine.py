@@ -8,15 +8,16 @@ containers) and runs must stream both streams while writing stdin, which the hig
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import re
+import shlex
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from envcap import _log
 from envcap.engine import MANAGED_LABEL, BuildEvent, ImageInfo, OutputCallback, RunResult, RunSpec
 from envcap.engine._attach import OutputReader, start_stdin
 from envcap.engine.errors import (
@@ -30,7 +31,7 @@ from envcap.engine.errors import (
     ImagePullFailed,
 )
 
-LOGGER = logging.getLogger("envcap.engine")
+LOGGER = _log.get("engine")
 STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 RUNNING_IN_RE = re.compile(r"^ ---> Running in ([0-9a-f]{12,64})")
 LOG_TAIL_LINES = 25
@@ -116,7 +117,7 @@ class DockerEngine:
                                "again; nothing envcap started is left behind")
 
     @contextlib.contextmanager
-    def _talking(self) -> Iterator[None]:
+    def _talking(self, what: str) -> Iterator[None]:
         """The one place where the SDK's exceptions become the engine's own family.
 
         A connection that breaks in the middle (the engine was killed: urllib3's ProtocolError,
@@ -127,7 +128,7 @@ class DockerEngine:
         import requests
         import urllib3
 
-        LOGGER.debug("engine %s: request", self.endpoint)
+        LOGGER.debug("%s: %s", self.endpoint, what)
         try:
             yield
         except (TimeoutError, requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError, ConnectionError, FileNotFoundError) as exc:
@@ -158,7 +159,7 @@ class DockerEngine:
     def image(self, ref: str) -> ImageInfo | None:
         import docker
 
-        with self._talking():
+        with self._talking(f"inspect image {ref}"):
             try:
                 data = self.api.inspect_image(ref)
             except docker.errors.NotFound:
@@ -173,7 +174,7 @@ class DockerEngine:
         import docker
 
         repo, tag = split_ref(ref)
-        with self._talking():
+        with self._talking(f"pull {ref}"):
             try:
                 for item in self.api.pull(repo, tag=tag or "latest", stream=True, decode=True):
                     if "error" in item:
@@ -192,13 +193,13 @@ class DockerEngine:
 
     def tag(self, image_id: str, ref: str) -> None:
         repo, tag = split_ref(ref)
-        with self._talking():
+        with self._talking(f"tag {image_id[:19]} as {ref}"):
             self.api.tag(image_id, repo, tag=tag or "latest", force=True)
 
     def remove_image(self, ref: str) -> None:
         import docker
 
-        with self._talking(), contextlib.suppress(docker.errors.NotFound):
+        with self._talking(f"remove image {ref}"), contextlib.suppress(docker.errors.NotFound):
             self.api.remove_image(ref, force=True)
 
     def build(self, context: Path, *, tag: str, labels: dict[str, str],
@@ -219,7 +220,7 @@ class DockerEngine:
         step_label = None
         image_id: str | None = None
         error: str | None = None
-        with self._talking():
+        with self._talking(f"build {context} as {tag}"):
             try:
                 stream = self.api.build(path=str(context), rm=True, forcerm=True, decode=True, labels=labels,
                                         pull=False, nocache=False)
@@ -279,7 +280,7 @@ class DockerEngine:
         self.close()
 
     def gpu_runtime_available(self) -> bool:
-        with self._talking():
+        with self._talking("info (GPU runtimes)"):
             info = self.api.info()
         runtimes = info.get("Runtimes") or {}
         if any("nvidia" in name for name in runtimes) or "nvidia" in str(info.get("DefaultRuntime", "")):
@@ -297,12 +298,12 @@ class DockerEngine:
         return False
 
     def containers(self, label: str) -> list[str]:
-        with self._talking():
+        with self._talking(f"list containers {label}"):
             found = self.api.containers(all=True, filters={"label": label})
         return [str(c["Id"]) for c in found]
 
     def find_images(self, label: str) -> list[ImageInfo]:
-        with self._talking():
+        with self._talking(f"list images {label}"):
             found = self.api.images(filters={"label": label})
         found = sorted(found, key=lambda item: int(item.get("Created") or 0), reverse=True)
         return [ImageInfo(id=str(item.get("Id", "")),
@@ -312,7 +313,7 @@ class DockerEngine:
     def remove_container(self, container_id: str) -> None:
         import docker
 
-        with self._talking(), contextlib.suppress(docker.errors.NotFound):
+        with self._talking(f"remove container {container_id[:12]}"), contextlib.suppress(docker.errors.NotFound):
             try:
                 self.api.remove_container(container_id, force=True, v=True)
             except docker.errors.APIError as exc:
@@ -322,7 +323,8 @@ class DockerEngine:
     def run(self, spec: RunSpec, *, on_output: OutputCallback | None = None) -> RunResult:
         import docker
 
-        with self._talking():
+        argv = shlex.join((*(spec.entrypoint or ()), *spec.command))
+        with self._talking(f"create container from {spec.image}: {argv}"):
             try:
                 container_id = self._create(spec)
             except docker.errors.ImageNotFound:
@@ -372,7 +374,7 @@ class DockerEngine:
         wants_stdin = spec.stdin_data is not None or spec.interactive
         out = bytearray()
         err = bytearray()
-        with self._talking():
+        with self._talking(f"attach and start {container_id[:12]}"):
             sock = api.attach_socket(container_id, params={"stdin": 1 if wants_stdin else 0, "stdout": 1,
                                                            "stderr": 1, "stream": 1})
             raw = getattr(sock, "_sock", sock)

@@ -1,0 +1,56 @@
+"""envcap's log: what it does behind the scenes (every subprocess, engine call and HTTP request).
+
+Why a logger and not progress objects: any module can say what it is doing with
+``logging.getLogger("envcap.<room>")`` and ``-v`` decides whether anyone hears it, instead of a
+progress object threaded through four layers (pypa/build keeps its log the same way). Every line
+passes through the redaction filter, so a command line or URL with a token in it is logged safely.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Callable
+
+LOGGER = logging.getLogger("envcap")
+_HANDLER_NAME = "envcap-cli"
+# Until the redaction engine is wired in: user:password@ in any URL.
+_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]*(?::[^/\s@]*)?@")
+
+
+def _default_redact(text: str) -> str:
+    return _USERINFO.sub(r"\1<redacted>@", text)
+
+
+class _Redacting(logging.Filter):
+    def __init__(self, redact: Callable[[str], str]) -> None:
+        super().__init__()
+        self.redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.redact(record.getMessage())
+        record.args = None
+        return True
+
+
+def setup(verbosity: int, redact: Callable[[str], str] | None = None) -> None:
+    """``-v``: every call on stderr, one line each; without it, nothing (warnings are the CLI's business)."""
+    for handler in list(LOGGER.handlers):
+        if handler.get_name() == _HANDLER_NAME:
+            LOGGER.removeHandler(handler)
+    if verbosity <= 0:
+        LOGGER.setLevel(logging.WARNING)
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(logging.Formatter("envcap: [%(name)s] %(message)s"))
+    handler.addFilter(_Redacting(redact or _default_redact))
+    LOGGER.addHandler(handler)
+    LOGGER.setLevel(logging.DEBUG)
+    LOGGER.propagate = False
+
+
+def get(room: str) -> logging.Logger:
+    """The logger of one room (``envcap.engine``, ``envcap.subprocess``, ``envcap.net``)."""
+    return LOGGER.getChild(room)
