@@ -49,8 +49,14 @@ def content_digest(snapshot: Snapshot) -> str:
 
 
 def dumps(snapshot: Snapshot) -> str:
-    """Canonical JSON with the digest of exactly what is written (one conversion, not three)."""
-    data = snapshot_to_dict(snapshot)
+    """Canonical JSON with the digest of exactly what is written, every string through the redaction engine.
+
+    Snapshots are redacted when they are made (probe) and read (``loads``), so this changes nothing
+    in practice; it is the last guard before a file that may be published.
+    """
+    from envcap.redact import lock_document
+
+    data = lock_document(snapshot_to_dict(snapshot))
     data["digest"] = _digest_of(data)
     return canonical_json(data)
 
@@ -92,6 +98,12 @@ def loads(text: str, origin: str = "the lock") -> Snapshot:
     if schema < 1:
         raise LockfileError(f"{origin} has an invalid schema number {schema}.",
                             hint="run `envcap snapshot` again to write a fresh lock")
+    from envcap.redact import lock_document
+
+    try:
+        data = lock_document(data)  # a stranger's lock may carry someone's secret: it goes no further
+    except RecursionError:
+        raise LockfileError(f"{origin} is damaged: it nests too deeply.", hint="run `envcap snapshot` again") from None
     try:
         snapshot = from_json(Snapshot, migrate(data))
     except ShapeError as exc:

@@ -111,6 +111,9 @@ def snapshot_from_facts(facts: Mapping[str, Any], **fields: Any) -> Snapshot:
         data["distributions"] = sorted(dists, key=lambda d: (str(d.get("name", "")), str(d.get("version", ""))))
     # any other shape is reported by from_json below as one clear sentence
     data.update(fields)
+    from envcap.redact import lock_document
+
+    data = lock_document(data)
     try:
         return from_json(Snapshot, data)
     except ShapeError as exc:

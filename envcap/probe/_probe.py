@@ -273,7 +273,7 @@ UNAVAILABLE: List[Unavailable] = []
 
 
 def note_unavailable(probe: str, reason: object) -> None:
-    UNAVAILABLE.append({"probe": probe, "reason": str(reason)[:300]})
+    UNAVAILABLE.append({"probe": probe, "reason": redact_text(str(reason))[:300]})
 
 
 def read_text(path: str, limit: int = 1 << 20) -> Optional[str]:
@@ -563,14 +563,6 @@ def read_distribution(folder: str, meta_dir: str, match: re.Match[str]) -> Distr
 PIP_CONFIG_KEYS = ("index-url", "extra-index-url", "find-links", "no-index")
 
 
-def strip_credentials(url: str) -> str:
-    """Removes user:password@ from a URL: a lock may be published."""
-    if not isinstance(url, str):
-        return url
-    # Greedy up to the last "@" before the path: pip splits there too, so "p@ss" is removed whole.
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s]*@", r"\1", url)
-
-
 def pip_config_facts() -> PipConfig:
     """pip's index settings as pip would see them (files in pip's order, then PIP_* variables)."""
     import configparser
@@ -594,7 +586,8 @@ def pip_config_facts() -> PipConfig:
         try:
             parser.read(path, encoding="utf-8")
         except (configparser.Error, OSError, UnicodeDecodeError) as exc:
-            note_unavailable("pip-config", "%s: %s" % (path, exc))
+            # Never the parser's message: it quotes the offending line, which may hold a password.
+            note_unavailable("pip-config", "%s could not be read as a pip config file (%s)" % (path, type(exc).__name__))
             continue
         used = False
         for section in ("global", "install", "download"):
@@ -1307,29 +1300,104 @@ ENV_EXACT = {
 }
 ENV_PREFIXES = ("OMP_", "MKL_", "KMP_", "OPENBLAS_", "GOTO_", "NCCL_", "TORCH_", "TORCHINDUCTOR_",
                 "JAX_", "CUBLAS_", "CUDNN_", "NVIDIA_TF32", "PYTORCH_", "TRITON_", "XLA_", "HIP_", "ROCBLAS_")
-SECRET_NAME_RE = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|APIKEY|API_KEY|ACCESS_KEY|PRIVATE|AUTH|_KEY$|^KEY$)", re.I)
-SECRET_VALUE_RE = re.compile(
-    r"(^(hf|ghp|gho|ghs|github_pat|glpat|xox[abpr]|sk|pk|AKIA|ASIA)[_-]?[A-Za-z0-9_\-]{8,})"
-    r"|(-----BEGIN [A-Z ]*PRIVATE KEY-----)"
-    r"|(eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"
-)
-# Any userinfo (user:password, or a token alone) up to the last "@" before the path.
-URL_CREDENTIALS_RE = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s]*@")
+# --------------------------------------------------------------------------------- redaction
+# The one redaction engine: the probe applies it to what it reads (its output may cross a cluster's
+# log files), and envcap (envcap/redact.py) to every file, stream, image and report it writes.
+
 REDACTED = "<redacted>"
+SECRET_NAME_RE = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|APIKEY|API_KEY|ACCESS_KEY|PRIVATE|AUTH|"
+                            r"COOKIE|SESSION|_KEY$|^KEY$|SAS$)", re.I)
+# A key of key=value, --flag=value or --flag value that names a secret: it ends with the word
+# (hf_token, --api_token, use_auth_token, password), so max_new_tokens or tokenizer are left alone.
+_SECRET_KEY = (r"[A-Za-z0-9_.-]*?(?:token|secret|password|passwd|pwd|passphrase|credentials?|apikey|api[_-]?key|"
+               r"access[_-]?key|secret[_-]?key|private[_-]?key|client[_-]?secret|auth|authorization|cookie|"
+               r"session[_-]?id|signature|sig|sas)")
+SECRET_FLAG_RE = re.compile(r"^--?" + _SECRET_KEY + r"$", re.I)
+_PRIVATE_KEY_RE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY-----|.*)",
+                             re.S)
+_URL_USERINFO_RE = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s<>\"']*@")
+_QUERY_SECRET_RE = re.compile(
+    r"([?&;](?:[A-Za-z0-9_.-]*token|access_token|private_token|auth|key|api_key|apikey|sig|signature|sas|code|"
+    r"x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|x-goog-credential|password|secret|"
+    r"client_secret)=)[^&#\s\"'<>]*", re.I)
+_AUTH_HEADER_RE = re.compile(r"(\b(?:proxy-)?authorization\s*[:=]\s*)(?:\"[^\"]*\"|'[^']*'|"
+                             r"(?:(?:bearer|basic|token|digest|negotiate)\s+)?[^\s,;\"']+)", re.I)
+_AUTH_SCHEME_RE = re.compile(r"(\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]{6,}", re.I)
+_KEY_VALUE_RE = re.compile(r"((?:^|(?<=[\s,;&?\"'{(\[]))--?" + _SECRET_KEY + r"(?:=|\s+)|"
+                           r"(?:^|(?<=[\s,;&?\"'{(\[]))[\"']?" + _SECRET_KEY + r"[\"']?\s*[=:]\s*)"
+                           r"(\"[^\"]*\"|'[^']*'|[^\s,;&\"'})\]]+)", re.I)
+_TOKEN_SHAPES_RE = re.compile(
+    r"\b(?:gh[pousr]_[A-Za-z0-9]{16,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{16,}|"
+    r"xox[abposr]-[A-Za-z0-9-]{10,}|hf_[A-Za-z0-9]{16,}|sk-[A-Za-z0-9_-]{16,}|pk_(?:live|test)_[A-Za-z0-9]{16,}|"
+    r"(?:AKIA|ASIA)[A-Z0-9]{16}|AIza[0-9A-Za-z_-]{30,}|npm_[A-Za-z0-9]{30,}|pypi-[A-Za-z0-9_-]{40,}|"
+    r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*)?)")
+_DEVICE_UUID_RE = re.compile(r"\b((?:MIG-)?GPU-|MIG-)([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                             r"[0-9a-fA-F]{12})((?:/\d+){0,2})")
+_RANDOM_RE = re.compile(r"[A-Za-z0-9+/=_\-]{32,}")
+# Anything one of the rules above could match contains one of these; most strings (file names,
+# hashes, plain URLs) contain none, and skip the rules (a lock holds thousands of such strings).
+_MAYBE_SECRET_RE = re.compile(
+    r"[@?=]|BEGIN|bearer|basic|gh[pousr]_|github_pat_|glpat-|xox|hf_|sk-|pk_|AKIA|ASIA|AIza|npm_|pypi-|eyJ|GPU-|"
+    r"MIG-|token|secret|passw|pwd|passphrase|credential|key|cookie|session|signature|sig|sas|auth", re.I)
+
+
+def _hashed_device(match: re.Match[str]) -> str:
+    """A device UUID as the lock's uuid_sha256 writes it: comparable, not the hardware's identity."""
+    return "GPU-sha256:" + hashlib.sha256(match.group(2).lower().encode()).hexdigest()[:16]
+
+
+def looks_random(value: str) -> bool:
+    """A long string of mixed case and digits in a token's alphabet: treated as a credential."""
+    return bool(_RANDOM_RE.fullmatch(value)) and bool(re.search(r"\d", value)) \
+        and bool(re.search(r"[A-Z]", value)) and bool(re.search(r"[a-z]", value))
+
+
+def redact_text(text: str) -> str:
+    """Every credential-shaped part of free text replaced by the marker; the rest kept as it was."""
+    if not text or not _MAYBE_SECRET_RE.search(text):
+        return text
+    text = _PRIVATE_KEY_RE.sub(REDACTED, text)
+    text = _URL_USERINFO_RE.sub(lambda m: m.group(1) + REDACTED + "@", text)
+    text = _QUERY_SECRET_RE.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _AUTH_HEADER_RE.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _AUTH_SCHEME_RE.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _KEY_VALUE_RE.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _TOKEN_SHAPES_RE.sub(REDACTED, text)
+    return _DEVICE_UUID_RE.sub(_hashed_device, text)
 
 
 def redact_value(name: str, value: str) -> str:
-    """Returns the value to record, or the marker: a lock may be published, a secret must not be."""
+    """The value of a variable named ``name`` as it may be recorded: whole, in part, or the marker."""
     if SECRET_NAME_RE.search(name):
         return REDACTED
-    if SECRET_VALUE_RE.search(value):
+    cleaned = redact_text(value)
+    if looks_random(cleaned.strip()):
         return REDACTED
-    if URL_CREDENTIALS_RE.search(value):
-        return URL_CREDENTIALS_RE.sub(r"\1" + REDACTED + "@", value)
-    if len(value) >= 32 and re.fullmatch(r"[A-Za-z0-9+/=_\-]{32,}", value) and re.search(r"\d", value) \
-            and re.search(r"[A-Z]", value) and re.search(r"[a-z]", value):
-        return REDACTED  # a long random-looking string is treated as a credential
-    return value
+    return cleaned
+
+
+def redact_argv(argv: List[str]) -> List[str]:
+    """A command line as it may be recorded: ``--token X`` and ``--token=X`` lose X, tokens go."""
+    out: List[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append(REDACTED)
+            hide_next = False
+            continue
+        if SECRET_FLAG_RE.match(arg):
+            out.append(arg)
+            hide_next = True
+            continue
+        cleaned = redact_text(arg)
+        out.append(REDACTED if looks_random(cleaned) else cleaned)
+    return out
+
+
+def strip_credentials(url: str) -> str:
+    """A URL as it may be recorded: no userinfo at all (greedy to the last "@" before the path, as pip
+    splits), no secret query parameters."""
+    return redact_text(re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s]*@", r"\1", url))
 
 
 def env_allowed(name: str) -> bool:
