@@ -9,20 +9,11 @@ passes through the redaction filter, so a command line or URL with a token in it
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import Callable
 
 LOGGER = logging.getLogger("envcap")
 _HANDLER_NAME = "envcap-cli"
-# Until the redaction engine is wired in: user:password@ in any URL.
-_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]*(?::[^/\s@]*)?@")
-
-
-def _default_redact(text: str) -> str:
-    return _USERINFO.sub(r"\1<redacted>@", text)
-
-
 class _Redacting(logging.Filter):
     def __init__(self, redact: Callable[[str], str]) -> None:
         super().__init__()
@@ -45,7 +36,11 @@ def setup(verbosity: int, redact: Callable[[str], str] | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(logging.Formatter("envcap: [%(name)s] %(message)s"))
-    handler.addFilter(_Redacting(redact or _default_redact))
+    if redact is None:
+        from envcap.textsafe import terminal
+
+        redact = terminal
+    handler.addFilter(_Redacting(redact))
     LOGGER.addHandler(handler)
     LOGGER.setLevel(logging.DEBUG)
     LOGGER.propagate = False

@@ -46,9 +46,11 @@ class LazyGroup(click.Group):
         except EnvcapError as exc:
             if debug:
                 raise
-            click.echo(f"error: {exc.message}", err=True)
+            from envcap.cli.output import say
+
+            say(f"error: {exc.message}", err=True)  # messages quote paths and values: redacted, no controls
             if exc.hint:
-                click.echo(f"hint: {exc.hint}", err=True)
+                say(f"hint: {exc.hint}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             if debug:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import click
 
 from envcap.cli.options import base_image_option, json_option, lock_dir_argument, verbose_option, verbosity
-from envcap.cli.output import console, emit_json, engine_from, interactive
+from envcap.cli.output import console, emit_json, engine_from, interactive, note, say
+from envcap.textsafe import terminal
 
 if TYPE_CHECKING:
     from rich.progress import Progress, Task, TaskID
@@ -49,17 +50,16 @@ def command(ctx: click.Context, lock_dir: Path, base_image: str | None, tags: tu
     if as_json:
         emit_json("build", result.to_json())
         return
-    err = console(stderr=True)
-    for note in (*result.notes, *(f"left out of the image: {item}" for item in result.left_out)):
-        err.print(f"[yellow]note:[/] {note}")
+    for text in (*result.notes, *(f"left out of the image: {item}" for item in result.left_out)):
+        note("note", text)
     if result.cached:
-        click.echo(f"Up to date: {result.tag} ({result.image_id[:19]}), nothing was sent to the engine.")
+        say(f"Up to date: {result.tag} ({result.image_id[:19]}), nothing was sent to the engine.")
     else:
         fetched = f", {result.downloaded_bytes / 1e6:.1f} MB downloaded" if result.downloaded_bytes else ""
-        click.echo(f"Built {result.tag} ({result.image_id[:19]}) in {result.seconds:.1f} s: {result.wheels} wheels "
+        say(f"Built {result.tag} ({result.image_id[:19]}) in {result.seconds:.1f} s: {result.wheels} wheels "
                    f"for {result.target}{fetched}.")
     for extra in result.tags[1:]:
-        click.echo(f"Tagged {extra}")
+        say(f"Tagged {extra}")
 
 
 class _Progress:
@@ -106,9 +106,9 @@ class _Progress:
 
     def _print(self, text: str) -> None:
         if self.bar is not None:
-            self.bar.console.print(text, markup=False, highlight=False)
+            self.bar.console.print(terminal(text), markup=False, highlight=False)
         else:
-            click.echo(text, err=True)
+            say(text, err=True)
 
     def stage(self, text: str) -> None:
         if self.verbose:
@@ -141,11 +141,11 @@ class _Progress:
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
-        click.echo(f"failed step: {step or self.step_text or 'unknown'}", err=True)
+        say(f"failed step: {step or self.step_text or 'unknown'}", err=True)
         if tail and not self.verbose:
-            click.echo("last lines of its log:", err=True)
+            say("last lines of its log:", err=True)
             for line in tail:
-                click.echo(f"  | {line}", err=True)
+                say(f"  | {line}", err=True)
 
 
 def _short(text: str, width: int = 60) -> str:

@@ -39,7 +39,7 @@ def command(ctx: click.Context, a: Path, b: Path, as_json: bool, as_markdown: bo
     if as_json:
         emit_json("diff", render_json(report))
     elif as_markdown:
-        click.echo(render_markdown(report))
+        click.echo(render_markdown(report))  # md() already made every value safe
     else:
         render_text(report, console())
     if fail_on and report.at_or_above(fail_on):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +17,24 @@ JSON_FORMAT_VERSION = 1
 
 def emit_json(kind: str, payload: dict[str, Any]) -> None:
     """Every ``--json`` result carries ``format`` and ``kind`` so scripts can check what they read."""
+    from envcap.textsafe import json_text
+
     document = {"format": JSON_FORMAT_VERSION, "kind": kind} | payload
-    click.echo(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False))
+    click.echo(json_text(document))
+
+
+def say(text: str, *, err: bool = False) -> None:
+    """One line for the user, through the redaction engine and with no control characters."""
+    from envcap.textsafe import terminal
+
+    click.echo(terminal(text), err=err)
+
+
+def note(label: str, text: str, *, style: str = "yellow") -> None:
+    """``warning: ...`` / ``note: ...`` in colour on stderr; the text cannot inject markup."""
+    from envcap.textsafe import markup
+
+    console(stderr=True).print(f"[{style}]{label}:[/] {markup(text)}")
 
 
 def console(stderr: bool = False) -> Console:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import click
 
 from envcap.cli.options import base_image_option, lock_dir_argument, verbose_option
-from envcap.cli.output import console, engine_from
+from envcap.cli.output import console, engine_from, say
 from envcap.replay.request import GpuChoice
 
 if TYPE_CHECKING:
@@ -100,17 +100,17 @@ class _BuildNotes:
     """
 
     def stage(self, text: str) -> None:
-        click.echo(f"envcap: {text}", err=True)
+        say(f"envcap: {text}", err=True)
 
     def downloads(self, files: int, total_bytes: int) -> None:
-        click.echo(f"envcap: {files} files, {total_bytes / 1e6:.1f} MB", err=True)
+        say(f"envcap: {files} files, {total_bytes / 1e6:.1f} MB", err=True)
 
     def advance(self, nbytes: int) -> None:
         pass
 
     def build_event(self, event: BuildEvent) -> None:
         if event.kind == "step":
-            click.echo(f"envcap: build step {event.step}/{event.total}", err=True)
+            say(f"envcap: build step {event.step}/{event.total}", err=True)
 
 
 def _publish(report: ReplayReport, report_file: Path | None, markdown_file: Path | None, *, with_message: bool) -> None:

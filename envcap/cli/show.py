@@ -9,6 +9,7 @@ import click
 from envcap.cli.options import json_option, lock_dir_argument, verbose_option
 from envcap.cli.output import console, emit_json
 from envcap.lock import Snapshot, digest_matches, load_snapshot, snapshot_to_dict
+from envcap.textsafe import markup
 
 
 @click.command("show")
@@ -27,7 +28,7 @@ def command(lock_dir: Path, as_json: bool) -> None:
     table.add_column(style="bold")
     table.add_column()
     for label, value in summarize(snapshot):
-        table.add_row(label, value)
+        table.add_row(label, markup(value))  # a lock's values may hold markup, escapes or secrets
     console().print(table)
 
 

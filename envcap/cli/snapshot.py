@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from envcap.cli.options import base_image_option, json_option, verbose_option
-from envcap.cli.output import console, emit_json, interactive
+from envcap.cli.output import console, emit_json, interactive, note, say
 from envcap.lock import snapshot_to_dict
 from envcap.snapshot import DEFAULT_OUT, capture, write_snapshot
 
@@ -51,13 +51,11 @@ def command(ctx: click.Context, python: str | None, out_dir: Path, base_image: s
         if native is not None and native.exit_code:
             ctx.exit(native.exit_code)
         return
-    if snapshot.warnings:
-        out = console(stderr=True)
-        for warning in snapshot.warnings:
-            out.print(f"[yellow]warning:[/] {warning}")
+    for warning in snapshot.warnings:
+        note("warning", warning)
     pinned = sum(1 for d in snapshot.distributions if d.artifacts)
     python_version = snapshot.python.version if snapshot.python else "?"
-    click.echo(f"Snapshot of Python {python_version}: {len(snapshot.distributions)} distributions "
+    say(f"Snapshot of Python {python_version}: {len(snapshot.distributions)} distributions "
                f"({pinned} pinned by hash) -> {out_dir}/ [{snapshot.digest}]")
     if native is not None:
         _report_native_run(ctx, native, outputs)
@@ -116,7 +114,7 @@ def _report_native_run(ctx: click.Context, native: NativeRun, outputs: tuple[str
                    err=True)
         ctx.exit(native.exit_code)
     if outputs:
-        click.echo(f"Recorded {len(native.outputs)} output file(s) matching {', '.join(outputs)} as the replay "
+        say(f"Recorded {len(native.outputs)} output file(s) matching {', '.join(outputs)} as the replay "
                    "baseline.", err=True)
         for path in native.not_rewritten:
-            click.echo(f"envcap: {path} matched but was not written by the command; left out.", err=True)
+            say(f"envcap: {path} matched but was not written by the command; left out.", err=True)

@@ -7,10 +7,15 @@ writes to the console it is given.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envcap.explain.compare import show
 from envcap.explain.ranking import FINDING_KEYS, DiffReport, Finding
+from envcap.textsafe import markup as escape
+from envcap.textsafe import md, md_code
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 GROUPS = (("high", "High: likely to change results", "bold red"),
           ("medium", "Medium: changes kernels or the order of operations", "yellow"),
@@ -45,12 +50,11 @@ def value_text(finding: Finding, side: str) -> str:
     return text
 
 
-def render_text(report: DiffReport, console: Any) -> None:
+def render_text(report: DiffReport, console: Console) -> None:
     """Groups by severity, most likely cause first; informational differences in one line; the verdict last."""
-    from rich.markup import escape
     from rich.table import Table
 
-    console.print(f"[bold]envcap diff[/]: A = {report.source_a}, B = {report.source_b}; "
+    console.print(f"[bold]envcap diff[/]: A = {escape(report.source_a)}, B = {escape(report.source_b)}; "
                   f"{report.compared} facts compared with {report.rules} rules")
     for severity, title, style in GROUPS:
         group = [f for f in report.findings if f.severity == severity]
@@ -82,26 +86,24 @@ def _short(facts: tuple[str, ...], limit: int = 12) -> str:
     return shown + (f", … ({len(facts) - limit} more)" if len(facts) > limit else "")
 
 
-def md_cell(text: object) -> str:
-    """Text safe inside a Markdown table cell: backslashes and pipes escaped, one line."""
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+md_cell = md
 
 
 def render_markdown(report: DiffReport) -> str:
     """A section ready to paste into an issue or pull request."""
     lines = ["### envcap diff", "", f"**{md_cell(report.verdict)}**", "",
-             f"A: `{report.source_a}`, B: `{report.source_b}`; {report.compared} facts compared.", ""]
+             f"A: {md_code(report.source_a)}, B: {md_code(report.source_b)}; {report.compared} facts compared.", ""]
     significant = report.significant
     if significant:
         lines += ["| severity | fact | A | B | why | what to do |", "| --- | --- | --- | --- | --- | --- |"]
         for f in significant:
-            lines.append(f"| {f.severity} | `{md_cell(f.fact)}` | {md_cell(value_text(f, 'A'))} | {md_cell(value_text(f, 'B'))} "
+            lines.append(f"| {f.severity} | {md_code(f.fact)} | {md_cell(value_text(f, 'A'))} | {md_cell(value_text(f, 'B'))} "
                          f"| {md_cell(f.why)} ([ref]({f.reference})) | {md_cell(f.mitigation)} |")
         lines.append("")
     info = [f for f in report.findings if f.severity == "info"]
     if info:
         lines += ["<details><summary>Informational differences</summary>", ""]
-        lines += [f"- `{md_cell(f.fact)}`: {md_cell(value_text(f, 'A'))} → {md_cell(value_text(f, 'B'))}" for f in info]
+        lines += [f"- {md_code(f.fact)}: {md_cell(value_text(f, 'A'))} → {md_cell(value_text(f, 'B'))}" for f in info]
         lines += ["", "</details>", ""]
     if report.unknown_a or report.unknown_b:
         lines += ["<details><summary>Facts known on one side only</summary>", "",

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 from envcap._serde import to_json
 from envcap.explain.render import md_cell
 from envcap.replay.report import REPORT_FORMAT, ReplayReport, RunRecord
+from envcap.textsafe import json_text, md_code, terminal
 from envcap.workload.outputs import NumericDiff, OutputComparison
 
 # ------------------------------------------------------------------------------------------- JSON
@@ -32,7 +32,7 @@ def _finite(value: Any) -> Any:
 
 
 def render_json(report: ReplayReport) -> str:
-    return json.dumps(to_document(report), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return json_text(to_document(report)) + "\n"
 
 
 # ------------------------------------------------------------------------------------------- text
@@ -164,18 +164,18 @@ def render_text(report: ReplayReport) -> str:
     lines.append(f"Saved in {report.replay_dir}/ ({', '.join(report.files) or 'nothing'})")
     if report.message:
         lines.append(report.message)
-    return "\n".join(lines) + "\n"
+    return terminal("\n".join(lines)) + "\n"
 
 
 # --------------------------------------------------------------------------------------- Markdown
 
 def render_markdown(report: ReplayReport) -> str:
     """For an issue or pull request: the facts first, then tables."""
-    out = [f"### envcap replay `{report.replay_id}`", ""]
-    out.append(f"- **Command:** `{_cmd(report.command)}` (exit {report.exit_code if report.exit_code is not None else 'none'}"
+    out = [f"### envcap replay {md_code(report.replay_id)}", ""]
+    out.append(f"- **Command:** {md_code(_cmd(report.command))} (exit {report.exit_code if report.exit_code is not None else 'none'}"
                f", status {report.status})")
     if report.image:
-        out.append(f"- **Image:** `{report.image}`")
+        out.append(f"- **Image:** {md_code(report.image)}")
     out.append(f"- **Lock:** `{report.lock_digest or 'no digest'}`")
     out.append(f"- **GPUs:** {'passed through' if report.gpus else 'none'}")
     if report.message:
@@ -186,7 +186,7 @@ def render_markdown(report: ReplayReport) -> str:
         if comparison.differences:
             out += ["| severity | fact | snapshot | replay | why | mitigation |", "| --- | --- | --- | --- | --- | --- |"]
             for d in comparison.differences:
-                out.append(f"| {d.severity} | `{md_cell(d.fact)}` | {md_cell(d.original)} | {md_cell(d.replay)} | "
+                out.append(f"| {d.severity} | {md_code(d.fact)} | {md_cell(d.original)} | {md_cell(d.replay)} | "
                            f"{md_cell(d.why or '')} | {md_cell(d.mitigation or '')} |")
         else:
             out.append("No differences found.")
@@ -199,16 +199,16 @@ def render_markdown(report: ReplayReport) -> str:
             out.append(f"**Verdict:** {md_cell(comparison.verdict)}")
     if report.precision:
         out += ["", "#### Precision settings the workload left", "", "| flag | value |", "| --- | --- |"]
-        out += [f"| `{md_cell(k)}` | {md_cell(v)} |" for k, v in sorted(report.precision.items())]
+        out += [f"| {md_code(k)} | {md_cell(v)} |" for k, v in sorted(report.precision.items())]
     if report.outputs is not None:
         section = report.outputs
-        out += ["", f"#### Outputs (`{md_cell(', '.join(section.patterns))}`)", ""]
+        out += ["", f"#### Outputs ({md_code(', '.join(section.patterns))})", ""]
         if section.baseline is None:
             out.append("Fingerprinted; nothing earlier to compare with.")
         else:
             out += [f"Compared with {md_cell(section.baseline)}.", "", "| file | status | numbers |", "| --- | --- | --- |"]
             for item in section.files:
-                out.append(f"| `{md_cell(item.path)}` | {item.status} | "
+                out.append(f"| {md_code(item.path)} | {item.status} | "
                            f"{md_cell(numeric_text(item.numeric)) if item.numeric else ''} |")
     if report.repeat is not None and report.repeat.runs > 1:
         rep = report.repeat
@@ -218,7 +218,7 @@ def render_markdown(report: ReplayReport) -> str:
         for pair in rep.pairs:
             for item in pair.files:
                 if item.status != "same":
-                    out.append(f"- run {pair.run} vs run 1: `{md_cell(item.path)}` {item.status}"
+                    out.append(f"- run {pair.run} vs run 1: {md_code(item.path)} {item.status}"
                                f"{': ' + md_cell(numeric_text(item.numeric)) if item.numeric else ''}")
     shown = [c for c in report.preflight if c.status != "skipped"]
     if shown:

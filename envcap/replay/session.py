@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from envcap import __version__
+from envcap import __version__, redact
 from envcap._serde import ShapeError, from_json, to_json
 from envcap.build.inputs import BuildProgress
 from envcap.engine import ContainerEngine, Mount, OutputCallback, RunSpec
@@ -282,7 +282,7 @@ def save(evidence: Evidence, status: ReplayStatus, message: str | None) -> Repla
     report = ReplayReport(
         replay_id=evidence.replay_id, created_at=now_utc(), envcap_version=__version__,
         lock_dir=str(evidence.folder), replay_dir=str(evidence.replay_dir), lock_digest=evidence.lock.digest,
-        command=request.command, workdir=str(request.cwd), user=evidence.user, gpus=evidence.gpus, status=status,
+        command=tuple(redact.argv(request.command)), workdir=str(request.cwd), user=evidence.user, gpus=evidence.gpus, status=status,
         image=image.reference if image else None, image_id=image.id if image else None,
         image_built=image.built if image else None,
         exit_code=evidence.runs[-1].exit_code if evidence.runs else None, message=message,
