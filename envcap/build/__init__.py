@@ -37,6 +37,7 @@ from envcap.build.wheelhouse import Wheelhouse
 from envcap.engine import ContainerEngine
 from envcap.errors import UsageError
 from envcap.fs import cache_dir
+from envcap.lock.validate import IMAGE_REFERENCE
 
 
 @dataclass(frozen=True)
@@ -68,14 +69,9 @@ class BuildResult:
 
 
 # -- the whole build -----------------------------------------------------------------------------
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)?"
-IMAGE_REFERENCE = re.compile(rf"{_DOMAIN}{_COMPONENT}(?:/{_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?")
-
-
 def check_reference(ref: str) -> None:
     """A --tag the engine would refuse is refused before a build, not after it (Docker's grammar)."""
-    if not IMAGE_REFERENCE.fullmatch(ref):
+    if "@" in ref or not IMAGE_REFERENCE.fullmatch(ref):
         raise UsageError(f"--tag {ref!r} is not a valid image name.",
                          hint="use lowercase letters, digits and . _ - in the name, then an optional :tag "
                               "(for example --tag team/train:v1)")

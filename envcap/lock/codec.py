@@ -98,10 +98,14 @@ def loads(text: str, origin: str = "the lock") -> Snapshot:
     if schema < 1:
         raise LockfileError(f"{origin} has an invalid schema number {schema}.",
                             hint="run `envcap snapshot` again to write a fresh lock")
+    from envcap.lock.validate import Invalid, check_strings, validate
     from envcap.redact import lock_document
 
     try:
+        check_strings(data)
         data = lock_document(data)  # a stranger's lock may carry someone's secret: it goes no further
+    except Invalid as exc:
+        raise refused(origin, exc) from None
     except RecursionError:
         raise LockfileError(f"{origin} is damaged: it nests too deeply.", hint="run `envcap snapshot` again") from None
     try:
@@ -115,7 +119,18 @@ def loads(text: str, origin: str = "the lock") -> Snapshot:
     if snapshot.python is None and snapshot.source == "probe":
         raise LockfileError(f"{origin} is damaged: it holds no 'python' section.",
                             hint="run `envcap snapshot` again")
+    try:
+        validate(snapshot)
+    except Invalid as exc:
+        raise refused(origin, exc) from None
     return snapshot
+
+
+def refused(origin: str, problem: ValueError) -> LockfileError:
+    """One sentence naming the field that broke its rule; the lock is not used at all."""
+    return LockfileError(f"{origin} is refused: {problem}.",
+                         hint="a lock may come from anyone, so envcap uses none of it; take a fresh snapshot, or fix "
+                              "that field if you know why it is so")
 
 
 def digest_matches(snapshot: Snapshot) -> bool:

@@ -111,11 +111,19 @@ def snapshot_from_facts(facts: Mapping[str, Any], **fields: Any) -> Snapshot:
         data["distributions"] = sorted(dists, key=lambda d: (str(d.get("name", "")), str(d.get("version", ""))))
     # any other shape is reported by from_json below as one clear sentence
     data.update(fields)
+    from dataclasses import replace
+
+    from envcap.lock.validate import Invalid, check_strings, sanitize
     from envcap.redact import lock_document
 
-    data = lock_document(data)
     try:
-        return from_json(Snapshot, data)
+        check_strings(data)
+        snapshot = from_json(Snapshot, lock_document(data))
+        snapshot, warnings = sanitize(snapshot)
     except ShapeError as exc:
         raise ProbeError(f"the probe's report has an unexpected shape ({exc}).",
                          hint="run with --debug and report it; envcap and its probe may disagree") from None
+    except Invalid as exc:
+        raise ProbeError(f"the probe's report cannot be recorded safely: {exc}.",
+                         hint="run with --debug and report it") from None
+    return replace(snapshot, warnings=snapshot.warnings + tuple(warnings)) if warnings else snapshot
