@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from envcap.probe._probe import REDACTED, looks_random, redact_argv, redact_text, redact_value
+from envcap.probe._probe import REDACTED, looks_random, redact_argv, redact_text, redact_value, strip_credentials
 
 _SCP_LIKE = re.compile(r"^(?:[A-Za-z0-9._-]+@)?([A-Za-z0-9.-]+\.[A-Za-z]{2,}|[A-Za-z0-9-]+):(?!//)(.+)$")
 
@@ -28,6 +28,8 @@ def argv(args: list[str] | tuple[str, ...]) -> list[str]:
 
 
 _VARIABLE_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+# Fields that hold one URL: credentials are dropped whole, so the URL stays usable.
+URL_FIELDS = frozenset({"url", "index_url", "remote", "index_urls", "extra_index_urls", "find_links"})
 
 
 def document(data: Any) -> Any:
@@ -35,11 +37,21 @@ def document(data: Any) -> Any:
     if isinstance(data, str):
         return redact_text(data)
     if isinstance(data, dict):
-        return {str(k): (redact_value(str(k), v) if isinstance(v, str) and _VARIABLE_NAME.fullmatch(str(k))
-                         else document(v)) for k, v in data.items()}
+        return {str(k): _field(str(k), v) for k, v in data.items()}
     if isinstance(data, (list, tuple)):
         return [document(item) for item in data]
     return data
+
+
+def _field(key: str, item: Any) -> Any:
+    if key in URL_FIELDS:
+        if isinstance(item, str):
+            return strip_credentials(item)
+        if isinstance(item, list):
+            return [strip_credentials(u) if isinstance(u, str) else document(u) for u in item]
+    if isinstance(item, str) and _VARIABLE_NAME.fullmatch(key):
+        return redact_value(key, item)
+    return document(item)
 
 
 def public_source(remote: str | None) -> str | None:
