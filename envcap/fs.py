@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 
 from envcap.errors import OutputError
@@ -30,8 +29,40 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def atomic_write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
-    """Writes to a temporary file in the same folder, then renames it over ``path``."""
+def file_mode() -> int:
+    """The mode a new file gets under this process's umask (read from /proc, so no thread races)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    current = os.umask(0o022)
+    os.umask(current)
+    return 0o666 & ~current
+
+
+def fsync_dir(folder: Path) -> None:
+    """A rename is durable only once its folder is synced."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Writes to a temporary file in the same folder, syncs it, then renames it over ``path``.
+
+    The file gets the mode the umask gives (not a fixed 0644); on any failure (a full or read-only
+    disk) the temporary file is removed, so nothing half-written is left.
+    """
     path = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     try:
@@ -47,8 +78,9 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except OSError as exc:
         try:
             os.unlink(tmp)
@@ -58,61 +90,3 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
             f"cannot write {path}: {exc.strerror or exc}.",
             hint="free some disk space or choose another folder with --out",
         ) from None
-
-
-def atomic_write_many(files: Mapping[Path, str | bytes]) -> None:
-    """Writes every file to a temporary name first; renames only when all were written, and undoes
-    the renames already made when a later one fails.
-
-    Why: a snapshot is several files that must agree (the Dockerfile names the lock's digest);
-    a failure halfway must leave the previous set, not a mix.
-    """
-    staged: list[tuple[str, Path]] = []
-    backups: list[str] = []
-    renamed: list[tuple[Path, str | None]] = []  # (target, backup of what it replaced)
-    try:
-        for path, data in files.items():
-            path = Path(path)
-            if path.is_dir():
-                raise OutputError(f"cannot write {path}: a folder of that name is in the way.",
-                                  hint="remove or rename that folder, or choose another --out")
-            payload = data.encode("utf-8") if isinstance(data, str) else data
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(payload)
-                os.chmod(tmp, 0o644)
-            except OSError as exc:
-                raise OutputError(
-                    f"cannot write into {path.parent}: {exc.strerror or exc}.",
-                    hint="choose a writable folder with --out, or fix its permissions",
-                ) from None
-            staged.append((tmp, path))
-        try:
-            for tmp, path in staged:
-                backup = None
-                if path.exists():
-                    backup = f"{tmp}.previous"
-                    os.link(path, backup)
-                    backups.append(backup)
-                os.replace(tmp, path)
-                renamed.append((path, backup))
-        except OSError as exc:
-            for path, backup in reversed(renamed):
-                try:
-                    if backup is None:
-                        os.unlink(path)
-                    else:
-                        os.replace(backup, path)
-                except OSError:
-                    pass
-            raise OutputError(f"cannot replace {path}: {exc.strerror or exc}; the previous files were kept.",
-                              hint="check the folder's permissions and free space, or choose another --out") from None
-        staged = []
-    finally:
-        for leftover in [tmp for tmp, _ in staged] + backups:
-            try:
-                os.unlink(leftover)
-            except OSError:
-                pass

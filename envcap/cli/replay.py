@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,11 +57,17 @@ class _ReplayCommand(click.Command):
 @click.option("--markdown", "markdown_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the report as Markdown (for an issue or pull request).")
 @click.option("--user", metavar="UID:GID", help="Run as this user (default: yours, so files written belong to you).")
+@click.option("-e", "--env", "env_args", metavar="NAME[=VALUE]", multiple=True,
+              help="Set a variable for the workload (NAME alone: its value in this shell); wins over the lock's.")
+@click.option("--env-file", "env_files", metavar="FILE", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Read NAME=VALUE lines (# comments) as if each were given with -e.")
+@click.option("--allow-broad-mount", is_flag=True,
+              help="Mount the working tree even when it is / or your home folder itself.")
 @verbose_option
 @click.pass_context
 def command(ctx: click.Context, lock_dir: Path, image: str | None, base_image: str | None, gpus: GpuChoice,
             outputs: tuple[str, ...], repeat: int, report_file: Path | None, markdown_file: Path | None,
-            user: str | None) -> None:
+            user: str | None, env_args: tuple[str, ...], env_files: tuple[Path, ...], allow_broad_mount: bool) -> None:
     """Rerun CMD (after --) in the image of the snapshot DIR (default .envcap/) and report what differs."""
     from envcap.errors import UsageError
     from envcap.replay import ReplayFailed, ReplayInterrupted, ReplayRequest, replay
@@ -73,7 +80,8 @@ def command(ctx: click.Context, lock_dir: Path, image: str | None, base_image: s
     request = ReplayRequest(lock_dir=lock_dir, command=tuple(workload), cwd=Path.cwd(), image=image,
                             base_image=base_image, gpus=gpus, outputs=outputs, repeat=repeat, user=user,
                             tty=sys.stdin.isatty() and sys.stdout.isatty(), interactive=interactive_stdin,
-                            host_env=dict(os.environ))
+                            env=explicit_env(env_args, env_files, os.environ), host_env=dict(os.environ),
+                            allow_broad_mount=allow_broad_mount)
     engine = engine_from(ctx)
 
     def on_output(chunk: bytes, stream: str) -> None:
@@ -125,6 +133,31 @@ def _publish(report: ReplayReport, report_file: Path | None, markdown_file: Path
         atomic_write(report_file, render_json(report))
     if markdown_file is not None:
         atomic_write(markdown_file, render_markdown(report))
+
+
+def explicit_env(args: tuple[str, ...], files: tuple[Path, ...], shell: Mapping[str, str]) -> dict[str, str]:
+    """``--env-file`` lines, then ``-e`` (later wins): the only way a host value reaches the workload."""
+    from envcap.errors import UsageError
+
+    items: list[str] = []
+    for path in files:
+        try:
+            lines = path.read_text("utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read --env-file {path}: {getattr(exc, 'strerror', None) or exc}.",
+                             hint="pass a readable UTF-8 file of NAME=VALUE lines") from None
+        items += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    items += list(args)
+    env: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            if name not in shell:
+                raise UsageError(f"-e {name} names a variable that is not set in this shell.",
+                                 hint=f"set it first, or pass a value: -e {name}=VALUE")
+            value = shell[name]
+        env[name] = value
+    return env
 
 
 def _stdin_carries_input() -> bool:

@@ -29,7 +29,18 @@ def command(lock_dir: Path, as_json: bool) -> None:
     table.add_column()
     for label, value in summarize(snapshot):
         table.add_row(label, markup(value))  # a lock's values may hold markup, escapes or secrets
+    for text in beside_the_lock(lock_dir, snapshot):
+        table.add_row("Note", markup(text))
     console().print(table)
+
+
+def beside_the_lock(location: Path, snapshot: Snapshot) -> list[str]:
+    """A folder whose generated files do not match its lock (edited, or a mixed set) is said to be so."""
+    from envcap.emit import generated_files, stale_outputs
+    from envcap.lock import lock_path
+
+    folder = lock_path(Path(location)).parent
+    return stale_outputs(folder, generated_files(snapshot)) if folder.is_dir() else []
 
 
 def _gib(value: int | None) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,7 +10,7 @@ import click
 from envcap.cli.options import base_image_option, json_option, verbose_option
 from envcap.cli.output import console, emit_json, interactive, note, say
 from envcap.lock import snapshot_to_dict
-from envcap.snapshot import DEFAULT_OUT, capture, write_snapshot
+from envcap.snapshot import DEFAULT_OUT, take
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -37,14 +36,10 @@ def command(ctx: click.Context, python: str | None, out_dir: Path, base_image: s
             offline: bool, as_json: bool, outputs: tuple[str, ...], workload: tuple[str, ...]) -> None:
     """Describe an interpreter's environment and write a lock, requirements.lock and a Dockerfile."""
     with _HashProgress(enabled=not as_json and interactive()) as progress:
-        snapshot = capture(python, deep=deep, offline=offline, on_stage=progress.on_stage,
-                           on_release=progress.on_release)
-    native = _native_run(workload, outputs, out_dir, quiet_stdout=as_json)
-    if native is not None:
-        snapshot = replace(snapshot, outputs=native.outputs if outputs and native.exit_code == 0 else None,
-                           precision=native.precision)
-    result = write_snapshot(snapshot, out_dir, base_image=base_image)
-    snapshot = result.snapshot
+        result = take(python, out_dir, base_image=base_image, deep=deep, offline=offline, workload=workload,
+                      outputs=outputs, quiet_stdout=as_json, on_stage=progress.on_stage,
+                      on_release=progress.on_release)
+    snapshot, native = result.snapshot, result.native
     if as_json:
         emit_json("snapshot", {"out": str(out_dir), "files": [str(p) for p in result.files],
                                "snapshot": snapshot_to_dict(snapshot)})
@@ -77,6 +72,9 @@ class _HashProgress:
             self.bar.stop()
 
     def on_stage(self, stage: str, count: int) -> None:
+        if stage != "hashes" and self.bar is not None:  # the bar must not hold the terminal past its stage
+            self.bar.stop()
+            self.bar = None
         if not (self.enabled and stage == "hashes" and count):
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -92,22 +90,6 @@ class _HashProgress:
 
 
 # -- `envcap snapshot --outputs PATTERN -- CMD` (replay's baseline, issue 4) --------------------------
-def _native_run(workload: tuple[str, ...], outputs: tuple[str, ...], out_dir: Path,
-                quiet_stdout: bool) -> NativeRun | None:
-    """Runs the workload natively after the probe; None when no command was given."""
-    from envcap.errors import UsageError
-
-    if not workload:
-        if outputs:
-            raise UsageError("--outputs needs the command that writes them.",
-                             hint="put it after --: envcap snapshot --outputs 'out/*.json' -- python train.py")
-        return None
-    from envcap.workload.native import native_run
-
-    return native_run(workload, patterns=outputs, cwd=Path.cwd(), copies_dir=out_dir / "outputs",
-                      stdout_to_stderr=quiet_stdout)
-
-
 def _report_native_run(ctx: click.Context, native: NativeRun, outputs: tuple[str, ...]) -> None:
     if native.exit_code != 0:
         click.echo(f"envcap: the command exited with status {native.exit_code}; its outputs were not recorded.",

@@ -11,6 +11,7 @@ from typing import Literal, get_args
 
 from envcap.errors import UsageError
 from envcap.lock import Snapshot
+from envcap.lock.validate import VARIABLE_NAME
 from envcap.replay.preflight import lock_uses_gpu
 
 GpuChoice = Literal["auto", "all", "none"]
@@ -30,7 +31,9 @@ class ReplayRequest:
     user: str | None = None  # "uid:gid"; default: the user running envcap
     tty: bool = False
     interactive: bool = False
-    host_env: Mapping[str, str] = field(default_factory=dict)  # for values the lock redacted
+    env: Mapping[str, str] = field(default_factory=dict)  # -e NAME=VALUE / --env-file: on top of the lock's
+    host_env: Mapping[str, str] = field(default_factory=dict)  # this host's, only to report what differs
+    allow_broad_mount: bool = False  # mount / or $HOME itself as the working tree
 
 
 def check_request(request: ReplayRequest) -> None:
@@ -41,6 +44,14 @@ def check_request(request: ReplayRequest) -> None:
         raise UsageError(f"--repeat {request.repeat} must be at least 1.", hint="pass --repeat 2 to run twice")
     if request.user is not None:
         check_user(request.user)
+    for name, value in request.env.items():
+        if not VARIABLE_NAME.fullmatch(name) or "\x00" in value:
+            raise UsageError(f"-e {name[:60]!r} is not a variable name (letters, digits and _) with a value.",
+                             hint="pass -e NAME=VALUE, or -e NAME to take NAME from this shell")
+    cwd = request.cwd.resolve()
+    if not request.allow_broad_mount and (cwd == Path(cwd.anchor) or cwd == Path.home().resolve()):
+        raise UsageError(f"replay would mount {cwd} read-write into the container as the working tree.",
+                         hint="run it from the project's folder, or pass --allow-broad-mount if you mean it")
 
 
 def check_user(user: str) -> None:

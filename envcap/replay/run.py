@@ -33,27 +33,48 @@ class RunOutcome:
     precision: dict[str, Any] | None  # the flags the workload's main process left (hook)
 
 
-def workload_env(lock: Snapshot, host_env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
-    """The captured numerics-relevant variables, as the image's ENV also has them.
+def workload_env(lock: Snapshot, explicit: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The lock's variables, then what the user passed with ``-e``; nothing is read from the host by name.
 
-    A value the lock redacted (a credential) is taken from the current environment when set there,
-    never from the lock; device-selection variables are the engine's business.
+    Why: a lock may come from a stranger; one listing ``AWS_SECRET_ACCESS_KEY: <redacted>`` must not
+    make envcap fill in this host's real value. A redacted variable is left out and named, with how
+    to pass it. Device-selection variables are the engine's business.
     """
     env: dict[str, str] = {}
-    warnings = []
+    redacted = []
     for name, value in sorted((lock.env or {}).items()):
         if name in REPLAY_SKIP_ENV:
             continue
         if REDACTED in value:
-            if name in host_env:
-                env[name] = host_env[name]
-            else:
-                warnings.append(f"{name} was redacted in the lock and is not set here, so the replay runs without it")
+            if name not in explicit:
+                redacted.append(name)
             continue
         env[name] = value
+    env.update(explicit)
     env["HOME"] = CONTAINER_HOME
     env.setdefault("PYTHONUNBUFFERED", "1")  # streamed output, not a block at exit
-    return env, warnings
+    return env, redacted
+
+
+def host_differences(lock: Snapshot, host_env: Mapping[str, str], explicit: Mapping[str, str]) -> list[str]:
+    """Numerics variables set differently on this host now than in the lock: the replay uses the lock's.
+
+    Why say so: ``OMP_NUM_THREADS=1 envcap replay ...`` looks like it sets the workload's threads; it
+    does not (the lock decides), and silence would hide that.
+    """
+    from envcap.probe._probe import env_allowed
+
+    recorded = lock.env or {}
+    notes = []
+    for name in sorted(set(host_env) | set(recorded)):
+        if name in explicit or name in REPLAY_SKIP_ENV or not env_allowed(name):
+            continue
+        here, there = host_env.get(name), recorded.get(name)
+        if here is not None and here != there and (there is None or REDACTED not in there):
+            recorded_text = repr(there) if there is not None else "unset"
+            notes.append(f"{name} is {here!r} here but {recorded_text} in the lock; the replay uses the lock's "
+                         f"(pass -e {name} to use this one)")
+    return notes
 
 
 def describe_exit(code: int | None, oom: bool, command: Sequence[str], image: str) -> tuple[ReplayStatus, str | None]:

@@ -46,7 +46,7 @@ from envcap.replay.preflight import (
 from envcap.replay.render import render_json
 from envcap.replay.report import Comparison, Difference, ReplayReport, ReplayStatus, RunRecord
 from envcap.replay.request import ReplayRequest, check_request, decide_gpus, new_replay_id
-from envcap.replay.run import describe_exit, run_once, workload_env
+from envcap.replay.run import describe_exit, host_differences, run_once, workload_env
 
 REPLAY_LABEL = "io.envcap.replay"
 
@@ -170,8 +170,10 @@ def _replay(evidence: Evidence, engine: ContainerEngine, on_output: OutputCallba
     evidence.image = image
     evidence.warnings += image.warnings
 
-    env, env_warnings = workload_env(lock, request.host_env)
-    evidence.warnings += env_warnings
+    env, redacted = workload_env(lock, request.env)
+    evidence.warnings += [f"{name} was redacted in the lock, so the replay runs without it; pass it with -e {name}"
+                          for name in redacted]
+    evidence.warnings += host_differences(lock, request.host_env, request.env)
     cwd = str(request.cwd)
     base = RunSpec(image=image.id, command=request.command, workdir=cwd, user=evidence.user, env=env,
                    mounts=(Mount(cwd, cwd),), gpus=evidence.gpus, labels={REPLAY_LABEL: evidence.replay_id},

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envcap import __version__
-from envcap.fs import atomic_write_many, cache_dir
+from envcap.errors import UsageError
+from envcap.fs import cache_dir
 from envcap.lock import Snapshot, now_utc
 from envcap.probe import run_probe, snapshot_from_facts
 from envcap.snapshot.hashes import ArtifactResolver, Release
 
 DEFAULT_OUT = Path(".envcap")
+
+if TYPE_CHECKING:
+    from envcap.workload.native import NativeRun
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,7 @@ class SnapshotResult:
     snapshot: Snapshot
     out_dir: Path
     files: tuple[Path, ...]
+    native: NativeRun | None = None  # the workload's run on this host, with `-- CMD`
 
 
 
@@ -116,17 +123,56 @@ def lock_files(snapshot: Snapshot, out_dir: Path) -> dict[Path, str]:
     return {out_dir / name: text for name, text in lock_set(snapshot).items()}
 
 
-def write_snapshot(snapshot: Snapshot, out_dir: Path, base_image: str | None = None) -> SnapshotResult:
-    """Writes the lock (with its build choices) and every output generated from it, as one set."""
+def write_snapshot(snapshot: Snapshot, out_dir: Path, base_image: str | None = None, *,
+                   staged_outputs: Path | None = None) -> SnapshotResult:
+    """Writes the lock (with its build choices) and every output generated from it, as one set.
+
+    ``staged_outputs``: the native run's copies of its output files, staged inside ``out_dir``; they
+    join the same generation, so the lock's fingerprints and the copies can never disagree.
+    """
+    from envcap.emit import lock_set
+    from envcap.lock.lockset import new_generation, write_lock_set
+
     if out_dir.exists() and not out_dir.is_dir():
         from envcap.errors import OutputError
 
         raise OutputError(f"--out {out_dir} is a file, not a folder.",
                           hint="pass a folder (it is created if missing), for example --out .envcap")
     snapshot = with_build_choices(snapshot, base_image)
-    files = lock_files(snapshot, out_dir)
-    atomic_write_many(files)
-    return SnapshotResult(snapshot=snapshot, out_dir=out_dir, files=tuple(files))
+    files = lock_set(snapshot)
+    folders = {"outputs": staged_outputs} if staged_outputs is not None and staged_outputs.is_dir() else {}
+    write_lock_set(out_dir, files, folders=folders, generation=new_generation(snapshot.digest))
+    return SnapshotResult(snapshot=snapshot, out_dir=out_dir, files=tuple(out_dir / name for name in files))
 
 
-__all__ = ["DEFAULT_OUT", "SnapshotResult", "capture", "lock_files", "with_build_choices", "write_snapshot"]
+def take(python: str | None, out_dir: Path, *, base_image: str | None = None, deep: bool = False,
+         offline: bool = False, workload: Sequence[str] = (), outputs: Sequence[str] = (),
+         quiet_stdout: bool = False, on_release: Callable[[Release], None] | None = None,
+         on_stage: Callable[[str, int], None] | None = None) -> SnapshotResult:
+    """``envcap snapshot``: probe, pin, run the workload here when given (its outputs are the baseline),
+    and write the lock set as one whole."""
+    if outputs and not workload:
+        raise UsageError("--outputs needs the command that writes them.",
+                         hint="put it after --: envcap snapshot --outputs 'out/*.json' -- python train.py")
+    snapshot = capture(python, deep=deep, offline=offline, on_release=on_release, on_stage=on_stage)
+    if not workload:
+        return write_snapshot(snapshot, out_dir, base_image=base_image)
+    from envcap.workload.native import native_run
+
+    if on_stage:
+        on_stage("run", 0)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
+    try:
+        native = native_run(workload, patterns=outputs, cwd=Path.cwd(), copies_dir=staging / "outputs",
+                            stdout_to_stderr=quiet_stdout)
+        recorded = bool(outputs) and native.exit_code == 0
+        snapshot = replace(snapshot, outputs=native.outputs if recorded else None, precision=native.precision)
+        result = write_snapshot(snapshot, out_dir, base_image=base_image,
+                                staged_outputs=staging / "outputs" if recorded else None)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return replace(result, native=native)
+
+
+__all__ = ["DEFAULT_OUT", "SnapshotResult", "capture", "lock_files", "take", "with_build_choices", "write_snapshot"]

@@ -353,11 +353,11 @@ def test_an_edited_requirements_lock_is_ignored_with_a_note(tmp_path: Path, pack
 def test_the_lock_alone_builds_from_the_base_image_given_to_snapshot(tmp_path: Path,
                                                                      packaging_like: Distribution) -> None:
     """Issue 8: every file but envcap.lock.json deleted, `envcap build` still uses `snapshot --base-image`."""
-    lock = tmp_path / "lock"
-    write_snapshot(make_snapshot(packaging_like), lock, base_image=BASE)
-    for path in lock.iterdir():
-        if path.name != "envcap.lock.json":
-            path.unlink()
+    written = tmp_path / "written"
+    write_snapshot(make_snapshot(packaging_like), written, base_image=BASE)
+    lock = tmp_path / "lock"  # what a colleague commits: the one file, nothing beside it
+    lock.mkdir()
+    (lock / "envcap.lock.json").write_bytes((written / "envcap.lock.json").read_bytes())
     engine = fake_engine()
 
     result = build(lock, engine, BuildOptions())
@@ -366,6 +366,9 @@ def test_the_lock_alone_builds_from_the_base_image_given_to_snapshot(tmp_path: P
     assert result.base_image == BASE and f"FROM {BASE} AS runtime" in sent.dockerfile
     assert not any("ignores them" in note for note in result.notes)  # deleted outputs are not "edited" ones
     assert sorted(path.name for path in lock.iterdir()) == ["envcap.lock.json"]  # nothing was written back
+    for name in ("requirements.lock", "pylock.toml", "requirements.in", "Dockerfile", ".dockerignore"):
+        (written / name).unlink()  # and the generated outputs deleted where the snapshot wrote them
+    assert build(written, engine, BuildOptions()).base_image == BASE
 
 
 def test_an_interrupted_build_leaves_no_tag_and_no_context(tmp_path: Path, packaging_like: Distribution) -> None:

@@ -104,7 +104,7 @@ def request(tmp_path: Path, **changes: Any) -> ReplayRequest:
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
     base = ReplayRequest(lock_dir=tmp_path / "lock", command=("python", "train.py"), cwd=work, image=IMAGE,
-                         host_env={"HF_TOKEN": "secret-from-the-shell"})
+                         host_env={"HF_TOKEN": "secret-from-the-shell"}, env={"SEED": "7"})
     return replace(base, **changes)
 
 
@@ -140,12 +140,14 @@ def test_replay_runs_workload_as_the_user_in_the_mounted_tree(tmp_path: Path, ho
     assert mounts[str(req.cwd)] == str(req.cwd)
     assert Path(mounts[hook.MOUNT_TARGET], "sitecustomize.py").is_file()
     assert spec.env["OMP_NUM_THREADS"] == "2"
-    assert spec.env["HF_TOKEN"] == "secret-from-the-shell"  # from the shell, never from the lock
+    assert "HF_TOKEN" not in spec.env  # the lock redacted it; the shell's value is never filled in by name
+    assert spec.env["SEED"] == "7"  # -e SEED=7
     assert "CUDA_VISIBLE_DEVICES" not in spec.env
     assert spec.env["HOME"] == "/tmp"
     assert spec.env["PYTHONPATH"] == hook.MOUNT_TARGET and spec.env[hook.OUT_ENV] == hook.MOUNT_TARGET
     assert hook.OUT_ENV not in probe_spec.env  # the probe is not the workload
-    assert not report.warnings
+    assert report.warnings == ("HF_TOKEN was redacted in the lock, so the replay runs without it; pass it with "
+                               "-e HF_TOKEN",)
 
 
 def test_report_shows_python_patch_difference_and_saves_both_files(tmp_path: Path,
@@ -443,10 +445,12 @@ def test_stack_verdict_names_what_differs(host_facts: dict[str, Any]) -> None:
 def test_workload_env_skips_device_vars_and_never_passes_a_redacted_marker() -> None:
     lock = Snapshot(env={"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "1", "WANDB_API_KEY": "<redacted>",
                          "LANG": "C.UTF-8"})
-    env, warnings = workload_env(lock, {})
+    env, redacted = workload_env(lock, {})
     assert env["OMP_NUM_THREADS"] == "1" and env["LANG"] == "C.UTF-8"
     assert "CUDA_VISIBLE_DEVICES" not in env and "WANDB_API_KEY" not in env
-    assert warnings and "WANDB_API_KEY" in warnings[0]
+    assert redacted == ["WANDB_API_KEY"]
+    env, redacted = workload_env(lock, {"WANDB_API_KEY": "given-with-e", "OMP_NUM_THREADS": "8"})
+    assert env["WANDB_API_KEY"] == "given-with-e" and env["OMP_NUM_THREADS"] == "8" and redacted == []
 
 
 def test_describe_exit_unknown_signal_and_none() -> None:

@@ -13,9 +13,10 @@ import pytest
 
 from envcap.cli import main
 from envcap.errors import OutputError
-from envcap.fs import atomic_write_many
+from envcap.lock.lockset import write_lock_set
 
 LOCK_SET = ("envcap.lock.json", "requirements.lock", "requirements.in", "pylock.toml", "Dockerfile", ".dockerignore")
+INTERNALS = (".sets", ".current", ".envcap-write.lock")  # generations, the one in force, the writers' lock
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -40,7 +41,7 @@ def previous(tmp_path: Path, cli) -> Path:  # type: ignore[no-untyped-def]
     out = tmp_path / "out"
     result = cli.invoke(main, ["snapshot", "--offline", "--out", str(out)])
     assert result.exit_code == 0, result.stderr
-    assert sorted(p.name for p in out.iterdir()) == sorted(LOCK_SET)
+    assert sorted(p.name for p in out.iterdir()) == sorted(LOCK_SET + INTERNALS)
     return out
 
 
@@ -135,12 +136,13 @@ def test_out_on_a_read_only_mount(cli, tmp_path: Path) -> None:  # type: ignore[
     assert not target.exists()
 
 
-def test_write_failure_in_the_middle_leaves_no_temporary_files(tmp_path: Path) -> None:
-    """The second file cannot be staged (its folder is a file): the first file's temp must go too."""
-    (tmp_path / "blocked").write_text("x", "utf-8")
+def test_write_failure_in_the_middle_leaves_no_partial_generation(previous: Path) -> None:
+    """A file of the new set cannot be written (a name the file system refuses): nothing of it is left."""
+    before = tree(previous)
     with pytest.raises(OutputError):
-        atomic_write_many({tmp_path / "ok" / "a.txt": "a", tmp_path / "blocked" / "b.txt": "b"})
-    assert tree(tmp_path) == {"blocked": b"x"}
+        write_lock_set(previous, {"a.txt": "a", "b/c.txt": "b"}, generation="broken")
+    assert tree(previous) == before
+    assert [p.name for p in (previous / ".sets").iterdir()] == [os.readlink(previous / ".current").split("/")[-1]]
 
 
 def test_a_failing_rename_leaves_the_previous_set_whole(previous: Path, cli) -> None:  # type: ignore[no-untyped-def]
@@ -155,10 +157,20 @@ def test_a_failing_rename_leaves_the_previous_set_whole(previous: Path, cli) -> 
 
 
 def test_success_leaves_no_temporary_files_and_modes_are_readable(previous: Path) -> None:
-    assert not list(previous.parent.rglob("*.tmp"))
+    assert not list(previous.parent.rglob("*.tmp")) and not list(previous.rglob("*.partial"))
     for name in LOCK_SET:
         mode = stat.S_IMODE((previous / name).stat().st_mode)
         assert mode == 0o644, (name, oct(mode))
+
+
+def test_files_follow_the_umask(tmp_path: Path) -> None:
+    """A user with umask 077 gets files only they can read (they were forced to 0644 before)."""
+    envcap = Path(sys.executable).parent / "envcap"
+    done = subprocess.run(["sh", "-c", f"umask 077 && {envcap} snapshot --offline --out {tmp_path / 'o'}"],
+                          capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert done.returncode == 0, done.stderr
+    for name in LOCK_SET:
+        assert stat.S_IMODE((tmp_path / "o" / name).stat().st_mode) == 0o600, name
 
 
 def test_json_output_is_one_document(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
