@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from envcap import __version__
+from envcap.errors import IndexUnreachable
 from envcap.fs import atomic_write_many, cache_dir
 from envcap.lock.records import LOCK_FILENAME, Snapshot, dumps, now_utc
 from envcap.probe import run_probe, snapshot_from_facts
-from envcap.snapshot.hashes import ArtifactResolver, Release
+from envcap.snapshot.hashes import ArtifactResolver, IndexDown, Release
 
 DEFAULT_OUT = Path(".envcap")
 
@@ -41,17 +42,21 @@ def capture(
         on_stage("probe", 0)
     facts = _probe_while_importing(python or sys.executable, cache_root=cache_root, deep=deep, cwd=cwd)
     snapshot = snapshot_from_facts(facts, envcap_version=__version__, captured_at=now_utc(), source="probe")
-    pip_config = snapshot.pip_config
-    resolver = ArtifactResolver(
-        cache_root,
-        find_links=pip_config.find_links if pip_config else (),
-        extra_indexes=[u for u in (pip_config.extra_index_urls if pip_config else ())],
-        offline=offline,
-    )
+    from envcap.net.pipconf import read_pip_settings
+
+    # pip's settings as the target's pip reads them (its sys.prefix holds the site pip.conf); the lock
+    # records them without credentials, the requests below use them whole.
+    settings = read_pip_settings(snapshot.python.prefix if snapshot.python else None)
+    snapshot = replace(snapshot, pip_config=settings.redacted())
+    resolver = ArtifactResolver.from_settings(cache_root, settings, offline=offline)
     wanted = [(d.name, d.version) for d in snapshot.distributions
               if (d.origin is None or d.origin.kind in ("index", "egg-info"))]
     releases = resolver.resolve(wanted, progress=on_release,
                                 on_pending=(lambda n: on_stage("hashes", n)) if on_stage else None)
+    missing = [r for r in releases.values() if not r.artifacts]
+    down = resolver.unreachable()
+    if down and missing:
+        raise _unreachable(down, len(missing), len(releases))
     dists = []
     for dist in snapshot.distributions:
         release = releases.get((dist.name, dist.version))
@@ -61,7 +66,19 @@ def capture(
     snapshot = replace(snapshot, distributions=tuple(dists))
     from envcap.emit.requirements import conda_note, dispositions
 
-    warnings = [item.note for item in dispositions(snapshot) if item.note]
+    warnings = list(settings.problems) + resolver.notes
+    for item in dispositions(snapshot):
+        release = releases.get((item.dist.name, item.dist.version))
+        if item.kind == "missing" and release is not None and release.error and not item.dist.artifacts \
+                and "no index or local folder" not in release.error:
+            # the real reason (an index's HTTP 503, a page envcap could not read), not "not found"
+            warnings.append(f"{item.dist.name} {item.dist.version}: no hash could be pinned ({release.error}), so "
+                            "it is left out of requirements.lock and the image.")
+        elif item.note:
+            warnings.append(item.note)
+    for index in down:
+        warnings.append(f"the index {index.index} did not answer ({index.reason}); the lock pins only what the "
+                        "other sources had.")
     conda = conda_note(snapshot)
     if conda:
         warnings.append(conda)
@@ -69,6 +86,18 @@ def capture(
         for problem in dist.problems:
             warnings.append(f"{dist.name}: broken metadata ({problem}).")
     return replace(snapshot, warnings=tuple(warnings)).with_digest()
+
+
+def _unreachable(down: list[IndexDown], missing: int, asked: int) -> IndexUnreachable:
+    """One sentence: which index, through which proxy, why, and what it cost."""
+    first = down[0]
+    names = first.index if len(down) == 1 else ", ".join(d.index for d in down[:-1]) + f" and {down[-1].index}"
+    route = f"through the proxy {first.proxy}" if first.proxy else "directly (no proxy is set)"
+    return IndexUnreachable(
+        f"cannot reach the package {'index' if len(down) == 1 else 'indexes'} {names} {route}: {first.reason}, so "
+        f"{missing} of {asked} releases could not be pinned by hash.",
+        hint="check the network and the proxy (HTTPS_PROXY, NO_PROXY, pip's proxy and cert settings), or run "
+             "`envcap snapshot --offline` for a lock of what local files and the cache can pin")
 
 
 def _probe_while_importing(python: str, **kwargs: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from envcap.net import Response
 from envcap.snapshot.hashes import ArtifactResolver, artifact_matches, artifacts_from_simple_html
 
 
@@ -62,7 +63,7 @@ def test_simple_html_index_on_disk(tmp_path: Path) -> None:
         '<a href="demo_pkg-1.0-py2-none-any.whl#md5=abc">md5 only: no pin possible</a>'
         "</body></html>"))
     resolver = ArtifactResolver(tmp_path / "cache", extra_indexes=[index], offline=False)
-    artifacts = resolver._from_simple(index, "demo-pkg", "1.0")
+    artifacts = resolver._from_index(index, "demo-pkg", "1.0")
     assert {(a.filename, a.sha256) for a in artifacts} == {("demo_pkg-1.0-py3-none-any.whl", "1" * 64),
                                                            ("demo_pkg-1.0.tar.gz", "2" * 64)}
     relative = next(a for a in artifacts if a.filename.endswith(".whl"))
@@ -76,7 +77,7 @@ def test_simple_json_index_is_read_too(tmp_path: Path) -> None:
          "hashes": {"sha256": "4" * 64}, "size": 123},
         {"filename": "demo_pkg-1.0.tar.gz", "url": "https://files.example/a.tar.gz", "hashes": {"md5": "x"}}]})
     index = simple_index(tmp_path / "simple", "demo-pkg", body)
-    artifacts = ArtifactResolver(tmp_path / "cache")._from_simple(index, "demo-pkg", "1.0")
+    artifacts = ArtifactResolver(tmp_path / "cache")._from_index(index, "demo-pkg", "1.0")
     assert [(a.filename, a.sha256, a.size) for a in artifacts] == [("demo_pkg-1.0-py3-none-any.whl", "4" * 64, 123)]
 
 
@@ -146,8 +147,21 @@ def test_an_index_answering_with_the_wrong_shape_is_a_miss_not_a_crash(tmp_path:
     (index / "six").mkdir(parents=True)
     (index / "six" / "index.html").write_text('{"files": [{"filename": "six-1.16.0-py2.py3-none-any.whl", '
                                               '"hashes": {"sha256": "' + "a" * 64 + '"}}, 7]}')
-    resolver = ArtifactResolver(tmp_path / "cache", extra_indexes=[index.as_uri()], offline=False)
-    resolver.http.get = lambda url, accept="": (404, b"") if "pypi.org" in url else (  # type: ignore[method-assign]
-        200, (index / "six" / "index.html").read_bytes())
+    page = (index / "six" / "index.html").read_bytes()
+    resolver = ArtifactResolver(tmp_path / "cache", extra_indexes=["https://mirror.example/simple"], offline=False,
+                                client=PagesClient({"https://mirror.example/simple/six/": page}))
     release = resolver.resolve_one("six", "1.16.0")
     assert release.artifacts == () and release.error
+
+
+class PagesClient:
+    """A fake of envcap.net's client: fixed pages by URL, 404 for the rest (tests/fakes style)."""
+
+    def __init__(self, pages: dict[str, bytes]) -> None:
+        self.pages = pages
+        self.asked: list[str] = []
+
+    def get(self, url: str, *, accept: str = "*/*") -> Response:
+        self.asked.append(url)
+        body = self.pages.get(url)
+        return Response(url=url, status=200 if body is not None else 404, body=body or b"")
