@@ -40,7 +40,7 @@ def make_venv(root: Path, *requirements: str) -> Path:
 
 
 def snapshot(python: Path, out: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "envcap.cli", "snapshot", "--python", str(python), "--out", str(out)],
+    subprocess.run([sys.executable, "-m", "envcap", "snapshot", "--python", str(python), "--out", str(out)],
                    check=True, capture_output=True)
     return out
 
