@@ -523,7 +523,7 @@ class Wheelhouse:
         """
         with self._lock:
             if self.http is None:
-                from envcap.net import HttpClient
+                from envcap.net.client import HttpClient
                 from envcap.net.pipconf import read_pip_settings
 
                 self.http = HttpClient(read_pip_settings(sys.prefix).client_config(timeout=self.timeout,

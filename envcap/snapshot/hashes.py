@@ -342,7 +342,7 @@ class ArtifactResolver:
         """The HTTP client, made on the first cache miss (a warm snapshot never imports urllib3)."""
         with self._lock:
             if self._client is None:
-                from envcap.net import HttpClient
+                from envcap.net.client import HttpClient
 
                 self._client = HttpClient(self._client_config)
             return self._client

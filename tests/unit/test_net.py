@@ -12,7 +12,6 @@ import pytest
 from envcap.net import (
     MAX_REDIRECTS,
     ClientConfig,
-    HttpClient,
     RequestFailed,
     bypasses_proxy,
     proxy_for,
@@ -20,6 +19,7 @@ from envcap.net import (
     split_credentials,
     strip_credentials,
 )
+from envcap.net.client import HttpClient
 from tests.netserve import TlsFiles, closed_port, gzipped, make_tls_files, serve_index, serve_proxy
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
@@ -284,7 +284,7 @@ def test_no_urllib3_until_the_first_request() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, envcap.net, envcap.net.pipconf, envcap.snapshot.hashes; "
+    code = ("import sys, envcap.net, envcap.net.client, envcap.net.pipconf, envcap.snapshot.hashes; "
             "print('urllib3' in sys.modules, 'ssl' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}).stdout
