@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envcap import __version__
 from envcap.errors import IndexUnreachable
@@ -15,6 +15,9 @@ from envcap.fs import atomic_write_many, cache_dir
 from envcap.lock.records import LOCK_FILENAME, Snapshot, dumps, now_utc
 from envcap.probe import run_probe, snapshot_from_facts
 from envcap.snapshot.hashes import ArtifactResolver, IndexDown, Release
+
+if TYPE_CHECKING:
+    from envcap.net.pipconf import PipSettings
 
 DEFAULT_OUT = Path(".envcap")
 
@@ -38,21 +41,27 @@ def capture(
 ) -> Snapshot:
     """Probes the interpreter and pins every re-installable distribution's artifacts by hash."""
     cache_root = cache_dir()
-    if on_stage:
-        on_stage("probe", 0)
-    facts = _probe_while_importing(python or sys.executable, cache_root=cache_root, deep=deep, cwd=cwd)
-    snapshot = snapshot_from_facts(facts, envcap_version=__version__, captured_at=now_utc(), source="probe")
-    from envcap.net.pipconf import read_pip_settings
+    interpreter = python or sys.executable
+    lookups = _EarlyLookups(interpreter, cache_root, offline)
+    try:
+        if on_stage:
+            on_stage("probe", 0)
+        facts = _probe_while_importing(interpreter, meanwhile=lookups.start, cache_root=cache_root, deep=deep,
+                                       cwd=cwd)
+        snapshot = snapshot_from_facts(facts, envcap_version=__version__, captured_at=now_utc(), source="probe")
+        from envcap.net.pipconf import read_pip_settings
 
-    # pip's settings as the target's pip reads them (its sys.prefix holds the site pip.conf); the lock
-    # records them without credentials, the requests below use them whole.
-    settings = read_pip_settings(snapshot.python.prefix if snapshot.python else None)
-    snapshot = replace(snapshot, pip_config=settings.redacted())
-    resolver = ArtifactResolver.from_settings(cache_root, settings, offline=offline)
-    wanted = [(d.name, d.version) for d in snapshot.distributions
-              if (d.origin is None or d.origin.kind in ("index", "egg-info"))]
-    releases = resolver.resolve(wanted, progress=on_release,
-                                on_pending=(lambda n: on_stage("hashes", n)) if on_stage else None)
+        # pip's settings as the target's pip reads them (its sys.prefix holds the site pip.conf); the
+        # lock records them without credentials, the requests use them whole.
+        settings = read_pip_settings(snapshot.python.prefix if snapshot.python else None)
+        snapshot = replace(snapshot, pip_config=settings.redacted())
+        resolver = lookups.resolver_for(settings)
+        wanted = [(d.name, d.version) for d in snapshot.distributions
+                  if (d.origin is None or d.origin.kind in ("index", "egg-info"))]
+        releases = resolver.resolve(wanted, progress=on_release,
+                                    on_pending=(lambda n: on_stage("hashes", n)) if on_stage else None)
+    finally:
+        lookups.close()
     missing = [r for r in releases.values() if not r.artifacts]
     down = resolver.unreachable()
     if down and missing:
@@ -88,6 +97,71 @@ def capture(
     return replace(snapshot, warnings=tuple(warnings)).with_digest()
 
 
+class _EarlyLookups:
+    """Hash look-ups started while the probe runs, from a guess of the pins; kept if the guess was right.
+
+    Why: a cold snapshot spends longer on the indexes than on the probe, and most pins can be read
+    from a venv's dist-info folder names before the probe has answered. The probe's report decides:
+    pins it does not list are never used, pins the guess missed are looked up after it.
+    """
+
+    def __init__(self, python: str, cache_root: Path, offline: bool) -> None:
+        self.python = python
+        self.cache_root = cache_root
+        self.offline = offline
+        self.settings: PipSettings | None = None
+        self.resolver: ArtifactResolver | None = None
+
+    def start(self) -> None:
+        guess = _venv_pins(self.python)
+        if guess is None:
+            return
+        from envcap.net.pipconf import read_pip_settings
+
+        self.settings = read_pip_settings(guess[0])
+        self.resolver = ArtifactResolver.from_settings(self.cache_root, self.settings, offline=self.offline)
+        self.resolver.prefetch(guess[1])
+
+    def resolver_for(self, settings: PipSettings) -> ArtifactResolver:
+        """The early resolver when it asked the same sources, else a new one (the early one stops)."""
+        if self.resolver is not None and settings == self.settings:
+            return self.resolver
+        self.close()
+        self.resolver = ArtifactResolver.from_settings(self.cache_root, settings, offline=self.offline)
+        return self.resolver
+
+    def close(self) -> None:
+        if self.resolver is not None:
+            self.resolver.close()
+
+
+def _venv_pins(python: str) -> tuple[str, list[tuple[str, str]]] | None:
+    """A venv's prefix and its (name, version) pins from the dist-info folder names, before any probe.
+
+    Only a guess (the probe's report decides), so only the cheap, common case: ``python`` inside a
+    venv (``pyvenv.cfg`` one folder up from ``bin/``). Anything else waits for the probe. A
+    distribution with a ``direct_url.json`` (a local folder, a VCS checkout, a URL) is left out:
+    the snapshot never asks an index for it, so neither may the guess (its name may be private).
+    """
+    import os
+
+    prefix = Path(python).parent.parent
+    if not (prefix / "pyvenv.cfg").is_file():
+        return None
+    pins = []
+    for site in prefix.glob("lib/python3*/site-packages"):
+        try:
+            entries = os.listdir(site)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.endswith(".dist-info") and not os.path.exists(os.path.join(site, entry, "direct_url.json")):
+                name, _, version = entry[: -len(".dist-info")].partition("-")
+                if name and version:
+                    pins.append((name, version))
+    return str(prefix), pins
+
+
 def _unreachable(down: list[IndexDown], missing: int, asked: int) -> IndexUnreachable:
     """One sentence: which index, through which proxy, why, and what it cost."""
     first = down[0]
@@ -100,11 +174,13 @@ def _unreachable(down: list[IndexDown], missing: int, asked: int) -> IndexUnreac
              "`envcap snapshot --offline` for a lock of what local files and the cache can pin")
 
 
-def _probe_while_importing(python: str, **kwargs: Any) -> dict[str, Any]:
-    """Runs the probe in a thread while this process loads the emitters (Jinja2, packaging's pylock).
+def _probe_while_importing(python: str, meanwhile: Callable[[], None] | None = None,
+                           **kwargs: Any) -> dict[str, Any]:
+    """Runs the probe in a thread while this process starts the look-ups and loads the emitters.
 
     Why: the probe is another process on another core; waiting for it idle, then importing, would
-    add both times to every snapshot.
+    add both times to every snapshot. ``meanwhile`` runs after the probe has started, so that
+    nothing it does delays the probe.
     """
     outcome: dict[str, Any] = {}
 
@@ -116,6 +192,8 @@ def _probe_while_importing(python: str, **kwargs: Any) -> dict[str, Any]:
 
     worker = threading.Thread(target=target, name="envcap-probe", daemon=True)
     worker.start()
+    if meanwhile is not None:
+        meanwhile()
     import envcap.emit.dockerfile  # noqa: F401
     import envcap.emit.requirements  # noqa: F401
 

@@ -24,25 +24,27 @@ import re
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from html.parser import HTMLParser
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
-from packaging.version import InvalidVersion, Version
+from packaging.utils import canonicalize_name
 
-from envcap.fs import sha256_file
 from envcap.lock.records import Artifact
 from envcap.net import DEFAULT_POOL_SIZE, LOG, RequestFailed, redact, strip_credentials
+from envcap.snapshot.cache import ReleaseCache
+from envcap.snapshot.sources import (
+    artifact_matches,
+    artifacts_from_files,
+    artifacts_from_simple_html,
+    artifacts_from_simple_json,
+    file_size,
+    scan_folders,
+)
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from envcap.net import ClientConfig, Fetcher
     from envcap.net.pipconf import PipSettings
 
@@ -51,11 +53,7 @@ PYPI_SIMPLE = "https://pypi.org/simple"
 PYTORCH_INDEX = "https://download.pytorch.org/whl"
 PYTORCH_FAMILY = frozenset({"torch", "torchvision", "torchaudio", "torchtext", "torchdata", "triton",
                             "pytorch-triton", "pytorch-triton-rocm", "torch-tensorrt", "fbgemm-gpu"})
-CACHE_FORMAT = 2
-ARCHIVE_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2")
 SIMPLE_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-_DECODER = json.JSONDecoder()
 
 SourceKind = Literal["index", "links-dir", "links-page"]
 
@@ -88,6 +86,16 @@ class Source:
     location: str  # an index or page URL, or a folder
 
 
+def default_workers() -> int:
+    """Parallel look-ups: enough to hide each request's latency, few enough not to fight for the CPU.
+
+    Measured on the 2-core bench machine against a nearby mirror: 16 threads cost 20 % more CPU
+    and wall time than 4 to 8 (TLS reads and page parsing contend for the GIL); far from the index,
+    latency wins and more connections help. Four per core, at most DEFAULT_POOL_SIZE.
+    """
+    return max(4, min(DEFAULT_POOL_SIZE, 4 * (os.cpu_count() or 1)))
+
+
 def local_index_for(name: str, version: str) -> str | None:
     """The extra index that serves a local-version build (``2.3.0+cu121``), or None for public ones."""
     if "+" not in version or canonicalize_name(name) not in PYTORCH_FAMILY:
@@ -96,148 +104,6 @@ def local_index_for(name: str, version: str) -> str | None:
     if re.fullmatch(r"cpu|cu\d+|rocm[\d.]+|xpu", local):
         return f"{PYTORCH_INDEX}/{local}"
     return None
-
-
-def artifact_matches(filename: str, name: str, version: str) -> bool:
-    try:
-        if filename.endswith(".whl"):
-            wheel_name, wheel_version, _, _ = parse_wheel_filename(filename)
-        else:
-            wheel_name, wheel_version = parse_sdist_filename(filename)
-    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
-        return False
-    try:
-        return wheel_name == canonicalize_name(name) and wheel_version == Version(version)
-    except InvalidVersion:
-        return False
-
-
-# -- the two forms of a simple page -------------------------------------------------------------
-class _LinkParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            for key, value in attrs:
-                if key == "href" and value:
-                    self.links.append(value)
-
-
-def artifacts_from_simple_html(base_url: str, html: str, name: str, version: str) -> list[Artifact]:
-    """The PEP 503 form (and find-links pages): links whose fragment carries ``sha256=``."""
-    parser = _LinkParser()
-    parser.feed(html)
-    found = []
-    for href in parser.links:
-        url, _, fragment = urllib.parse.urljoin(base_url, href).partition("#")
-        filename = urllib.parse.unquote(url.rsplit("/", 1)[-1])
-        match = re.search(r"sha256=([0-9a-fA-F]{64})", fragment)
-        if match and artifact_matches(filename, name, version):
-            found.append(Artifact(filename=filename, sha256=match.group(1).lower(), url=strip_credentials(url)))
-    return found
-
-
-def artifacts_from_simple_json(base_url: str, text: str, name: str, version: str) -> list[Artifact]:
-    """The PEP 691 form. Files of other releases are skipped before they are parsed when possible.
-
-    Why: PyPI's pages list every file ever uploaded (pydantic-core: 15,000 files, 7 MB); decoding only
-    the entries around this version's filenames is about three times faster than ``json.loads`` of
-    the page, and parsing is what a cold snapshot spends its CPU on.
-    """
-    entries = _entries_near(text, _version_needles(version))
-    if entries is None:
-        data = json.loads(text)
-        files = data.get("files") if isinstance(data, dict) else None
-        entries = [e for e in files if isinstance(e, dict)] if isinstance(files, list) else []
-    matches = _Matcher(name, version)
-    found = []
-    for entry in entries:
-        filename, url, hashes, size = entry.get("filename"), entry.get("url"), entry.get("hashes"), entry.get("size")
-        if not (isinstance(filename, str) and isinstance(url, str) and isinstance(hashes, dict)):
-            continue
-        sha = hashes.get("sha256")
-        if not (isinstance(sha, str) and _SHA256.fullmatch(sha)) or not matches(filename):
-            continue
-        found.append(Artifact(filename=filename, sha256=sha.lower(), url=_absolute(base_url, url),
-                              size=size if isinstance(size, int) and not isinstance(size, bool) else None))
-    return found
-
-
-class _Matcher:
-    """``artifact_matches`` for one release, remembered per (name, version) part of a wheel's filename.
-
-    Why: a release of numpy has 70 wheels whose names differ only in their tags; parsing each
-    filename whole with packaging cost a third of a cold snapshot's CPU time.
-    """
-
-    def __init__(self, name: str, version: str) -> None:
-        self.name = name
-        self.version = version
-        self.seen: dict[tuple[str, str], bool] = {}
-
-    def __call__(self, filename: str) -> bool:
-        if not filename.endswith(".whl"):
-            return artifact_matches(filename, self.name, self.version)
-        parts = filename[:-4].split("-")
-        if len(parts) not in (5, 6):
-            return False
-        key = (parts[0], parts[1])
-        known = self.seen.get(key)
-        if known is None:
-            known = self.seen[key] = artifact_matches(f"{parts[0]}-{parts[1]}-py3-none-any.whl", self.name,
-                                                      self.version)
-        return known
-
-
-def _absolute(base_url: str, url: str) -> str:
-    """The file's URL without credentials; absolute ones (PyPI's) skip the cost of urljoin."""
-    if url.startswith(("https://", "http://")) and "@" not in url:
-        return url
-    return strip_credentials(urllib.parse.urljoin(base_url, url))
-
-
-def _version_needles(version: str) -> list[str]:
-    """How the version can be spelled in a filename (as given, normalised, wheel-escaped)."""
-    spellings = [version, version.replace("-", "_")]
-    try:
-        spellings.append(str(Version(version)))
-    except InvalidVersion:
-        pass
-    return [f"-{s}" for s in dict.fromkeys(spellings)]
-
-
-def _entries_near(text: str, needles: Sequence[str]) -> list[dict[str, object]] | None:
-    """The file objects that hold a needle, decoded alone; None when unsure (the caller parses all).
-
-    From each hit, the enclosing object is found by decoding from the nearest ``{`` before it,
-    then the one before that, until an object with a ``filename`` spans the hit.
-    """
-    root = text.find("{")
-    entries: dict[int, dict[str, object]] = {}
-    hits = 0
-    for needle in needles:
-        position = text.find(needle)
-        while position != -1:
-            hits += 1
-            start = position
-            for _ in range(8):
-                start = text.rfind("{", 0, start)
-                if start <= root:
-                    return None
-                try:
-                    value, end = _DECODER.raw_decode(text, start)
-                except ValueError:
-                    continue
-                if end > position and isinstance(value, dict) and "filename" in value:
-                    entries[start] = value
-                    position = end - 1
-                    break
-            else:
-                return None
-            position = text.find(needle, position + 1)
-    return list(entries.values()) if hits else None
 
 
 # -- the resolver -------------------------------------------------------------------------------
@@ -262,7 +128,7 @@ class ArtifactResolver:
         no_index: bool = False,
         trusted_hosts: Sequence[str] = (),
         offline: bool = False,
-        workers: int = DEFAULT_POOL_SIZE,
+        workers: int | None = None,
         client: Fetcher | None = None,
         client_config: ClientConfig | None = None,
     ) -> None:
@@ -270,7 +136,7 @@ class ArtifactResolver:
 
         self.cache_root = Path(cache_root) / "artifacts"
         self.offline = offline
-        self.workers = workers
+        self.workers = workers or default_workers()
         self.notes: list[str] = []  # sentences for the snapshot's warnings
         self.configured_index = index_url
         indexes = [] if no_index else [index_url or PYPI_SIMPLE, *extra_indexes]
@@ -293,49 +159,44 @@ class ArtifactResolver:
         self._client = client
         self._client_config = client_config
         self._health: dict[str, _Health] = {}
+        self._listings: dict[str, frozenset[str] | Literal[False] | None] = {}
         self._local_files: dict[str, list[Path]] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._futures: dict[tuple[str, str], Future[Release]] = {}
+        self._written: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         key = json.dumps([[strip_credentials(i) for i in self.indexes], [s.location for s in self.links]])
-        self._cache_key = hashlib.sha256(key.encode()).hexdigest()[:16]
+        self._cache = ReleaseCache(self.cache_root / hashlib.sha256(key.encode()).hexdigest()[:16])
 
     @classmethod
     def from_settings(cls, cache_root: Path, settings: PipSettings, *, offline: bool = False,
-                      workers: int = DEFAULT_POOL_SIZE, client: Fetcher | None = None) -> ArtifactResolver:
+                      workers: int | None = None, client: Fetcher | None = None) -> ArtifactResolver:
         """pip's settings as pip uses them: the index, the extra ones, find-links, no-index, and how to connect."""
         return cls(cache_root, index_url=settings.index_url, extra_indexes=settings.extra_index_urls,
                    find_links=settings.find_links, no_index=settings.no_index, trusted_hosts=settings.trusted_hosts,
                    offline=offline, workers=workers, client=client,
-                   client_config=settings.client_config(pool_size=workers))
+                   client_config=settings.client_config(pool_size=workers or default_workers()))
 
-    # -- cache ------------------------------------------------------------------------------
-    def _cache_path(self, name: str, version: str) -> Path:
-        safe_version = re.sub(r"[^A-Za-z0-9.+!_-]", "_", version)
-        return self.cache_root / self._cache_key / canonicalize_name(name) / f"{safe_version}.json"
-
+    # -- cache (envcap.snapshot.cache: one folder per set of sources) --------------------------
     def _cached(self, name: str, version: str) -> Release | None:
+        entry = self._cache.get(f"{canonicalize_name(name)}=={version}")
+        if entry is None:
+            return None
+        artifacts = entry.get("artifacts")
+        if not isinstance(artifacts, list):
+            return None
         try:
-            data = json.loads(self._cache_path(name, version).read_text("utf-8"))
-            if data.get("format") != CACHE_FORMAT:
-                return None
-            return Release(name=name, version=version, index_url=data.get("index_url"),
-                           source=data.get("source", "cache"),
-                           artifacts=tuple(Artifact(**a) for a in data["artifacts"]))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return Release(name=name, version=version, index_url=_text(entry.get("index_url")),
+                           source=_text(entry.get("source")) or "cache",
+                           artifacts=tuple(Artifact(**a) for a in artifacts))
+        except (TypeError, AttributeError):
             return None
 
-    def _store(self, release: Release) -> None:
-        if not release.artifacts:
-            return  # a miss may be a passing network fault; ask again next time
-        path = self._cache_path(release.name, release.version)
-        payload = {"format": CACHE_FORMAT, "index_url": release.index_url, "source": release.source,
-                   "artifacts": [a.__dict__ for a in release.artifacts]}
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_text(json.dumps(payload, sort_keys=True), "utf-8")
-            os.replace(tmp, path)
-        except OSError:
-            pass
+    def _store(self, *releases: Release) -> None:
+        """Found releases only: a miss may be a passing network fault; ask again next time."""
+        self._cache.add({f"{canonicalize_name(r.name)}=={r.version}": {
+            "index_url": r.index_url, "source": r.source, "artifacts": [a.__dict__ for a in r.artifacts]}
+            for r in releases if r.artifacts})
 
     # -- the network ------------------------------------------------------------------------
     def client(self) -> Fetcher:
@@ -355,53 +216,40 @@ class ArtifactResolver:
 
     def _fetch(self, index: str, url: str) -> tuple[int, str, str]:
         """(status, body, final URL) of one page; an index that never answered is not asked again."""
-        with self._lock:
-            health = self._health.setdefault(index, _Health())
-            if health.failure is not None and not health.answered:
-                raise health.failure
+        health = self._health.get(index)
+        if health is None:
+            with self._lock:
+                health = self._health.setdefault(index, _Health())
+        if health.failure is not None and not health.answered:
+            raise health.failure
         try:
             response = self.client().get(url, accept=SIMPLE_ACCEPT)
         except RequestFailed as exc:
-            if exc.no_answer:
-                with self._lock:
-                    health.failure = health.failure or exc
+            if exc.no_answer and health.failure is None:
+                health.failure = exc  # a race keeps one of two equivalent failures: either will do
             raise
-        with self._lock:
-            health.answered = True
+        health.answered = True
         return response.status, response.body.decode("utf-8", "replace"), response.url
 
     # -- sources ----------------------------------------------------------------------------
     def _local_index(self) -> dict[str, list[Path]]:
         with self._lock:
             if self._local_files is None:
-                files: dict[str, list[Path]] = {}
-                for source in self.links:
-                    if source.kind != "links-dir":
-                        continue
-                    try:
-                        entries = list(os.scandir(source.location))
-                    except OSError as exc:
-                        LOG.debug("find-links folder %s skipped: %s", source.location, exc.strerror or exc)
-                        continue
-                    for entry in entries:
-                        if entry.name.endswith(ARCHIVE_SUFFIXES):
-                            key = canonicalize_name(re.split(r"-\d", entry.name, maxsplit=1)[0])
-                            files.setdefault(key, []).append(Path(entry.path))
-                self._local_files = files
+                self._local_files = scan_folders(s.location for s in self.links if s.kind == "links-dir")
             return self._local_files
 
     def _from_folders(self, name: str, version: str) -> list[Artifact]:
-        found = []
-        for path in self._local_index().get(canonicalize_name(name), []):
-            if artifact_matches(path.name, name, version):
-                found.append(Artifact(filename=path.name, sha256=sha256_file(path), url=path.resolve().as_uri(),
-                                      size=path.stat().st_size))
-        return found
+        return artifacts_from_files(self._local_index().get(canonicalize_name(name), []), name, version)
 
     def _from_index(self, index: str, name: str, version: str) -> list[Artifact]:
-        url = f"{index.rstrip('/')}/{canonicalize_name(name)}/"
-        if index.startswith("file:") and not Path(urllib.parse.unquote(urllib.parse.urlsplit(index).path)).is_dir():
-            raise RequestFailed("local", index, "no such folder")
+        project = canonicalize_name(name)
+        url = f"{index.rstrip('/')}/{project}/"
+        if index.startswith("file:"):
+            listed = self._folder_listing(index)
+            if listed is None:
+                raise RequestFailed("local", index, "no such folder")
+            if project not in listed:
+                return []
         status, text, final = self._fetch(index, url)
         if status == 404:
             return []
@@ -410,6 +258,24 @@ class ArtifactResolver:
         if text.lstrip().startswith("{"):
             return artifacts_from_simple_json(final, text, name, version)
         return artifacts_from_simple_html(final, text, name, version)
+
+    def _folder_listing(self, index: str) -> frozenset[str] | None:
+        """The projects of a simple index on disk, listed once (None: no such folder).
+
+        Why: asking the disk for each of 150 projects, most of them absent from a small local
+        index, cost more system calls than the whole network part of a cold snapshot.
+        """
+        listed = self._listings.get(index, False)
+        if listed is False:
+            try:
+                names = os.listdir(urllib.parse.unquote(urllib.parse.urlsplit(index).path))
+            except OSError as exc:
+                LOG.debug("local index %s skipped: %s", redact(index), exc.strerror or exc)
+                listed = None
+            else:
+                listed = frozenset(canonicalize_name(n) for n in names)
+            self._listings[index] = listed
+        return listed
 
     def _from_page(self, source: Source, name: str, version: str) -> list[Artifact]:
         if source.location.startswith("file:"):
@@ -443,7 +309,7 @@ class ArtifactResolver:
             return self._from_page(source, name, version)
         return self._from_index(source.location, name, version)
 
-    def resolve_one(self, name: str, version: str) -> Release:
+    def resolve_one(self, name: str, version: str, *, store: bool = True) -> Release:
         cached = self._cached(name, version)
         if cached is not None:
             return cached
@@ -473,11 +339,37 @@ class ArtifactResolver:
                            error="; ".join(errors) or "no index or local folder has this release")
         release = Release(name=name, version=version, artifacts=tuple(sorted(found.values(), key=lambda a: a.filename)),
                           index_url=local_index, source=first_source)
-        self._store(release)
+        if store:
+            self._store(release)
         return release
 
     def _resolve_pin(self, pin: tuple[str, str]) -> Release:
-        return self.resolve_one(*pin)
+        return self.resolve_one(*pin, store=False)
+
+    def prefetch(self, pins: Iterable[tuple[str, str]]) -> int:
+        """Starts looking up the pins not in the cache, in the background; returns how many.
+
+        Why: a snapshot knows most pins (from the venv's dist-info folder names) before the probe
+        has answered; looking them up meanwhile takes the probe's time off a cold snapshot.
+        ``resolve`` then waits for these instead of asking again.
+        """
+        entries = self._cache.entries()
+        wanted = [pin for pin in dict.fromkeys(_key(*p) for p in pins)
+                  if pin not in self._futures and f"{pin[0]}=={pin[1]}" not in entries]
+        if not wanted:
+            return 0
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Releases with local files to hash go first: hashing a 200 MB torch wheel started last
+        # was the tail of every cold snapshot; started first, it overlaps the index requests.
+        local = self._local_index()
+        wanted.sort(key=lambda pin: -sum(file_size(p) for p in local.get(canonicalize_name(pin[0]), ())))
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="envcap-hashes")
+            for pin in wanted:
+                self._futures[pin] = self._pool.submit(self._resolve_pin, pin)
+        return len(wanted)
 
     def resolve(self, pins: Iterable[tuple[str, str]],
                 progress: Callable[[Release], None] | None = None,
@@ -487,24 +379,69 @@ class ArtifactResolver:
         pins = list(dict.fromkeys(pins))
         results: dict[tuple[str, str], Release] = {}
         pending = []
-        for name, version in pins:
-            cached = self._cached(name, version)
-            if cached is not None:
-                results[(name, version)] = cached
-            else:
-                pending.append((name, version))
+        for pin in pins:
+            if _key(*pin) not in self._futures:
+                cached = self._cached(*pin)
+                if cached is not None:
+                    results[pin] = cached
+                    continue
+            pending.append(pin)
+        self.prefetch(pending)
         if on_pending:
             on_pending(len(pending))
-        if pending:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(max_workers=min(self.workers, len(pending))) as pool:
-                for release in pool.map(self._resolve_pin, pending):
-                    results[(release.name, release.version)] = release
-                    if progress:
-                        progress(release)
+        try:
+            for pin in pending:
+                release = replace(self._futures[_key(*pin)].result(), name=pin[0], version=pin[1])
+                results[pin] = release
+                if progress:
+                    progress(release)
+        except BaseException:
+            self.close()
+            raise
+        self._flush()
         return results
 
+    def _flush(self) -> None:
+        """Writes what the workers found, once they are done: 150 small writes from 16 busy threads
+        each waited for the GIL several times and held up the requests behind them."""
+        with self._lock:
+            done = [pin for pin, future in self._futures.items() if future.done() and pin not in self._written]
+            self._written.update(done)
+        releases = []
+        for pin in done:
+            future = self._futures[pin]
+            if not future.cancelled() and future.exception() is None:
+                releases.append(future.result())
+        self._store(*releases)
 
-__all__ = ["PYPI_SIMPLE", "PYTORCH_INDEX", "ArtifactResolver", "IndexDown", "Release", "Source",
-           "artifact_matches", "artifacts_from_simple_html", "artifacts_from_simple_json", "local_index_for"]
+    def close(self) -> None:
+        """Stops the lookups not yet started (after a failure elsewhere, or Ctrl-C); keeps what was found."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+            self._flush()
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _key(name: str, version: str) -> tuple[str, str]:
+    """One lookup per release however its name is spelled (``scikit_learn`` from a folder, ``scikit-learn``)."""
+    return canonicalize_name(name), version
+
+
+__all__ = [
+    "PYPI_SIMPLE",
+    "PYTORCH_INDEX",
+    "ArtifactResolver",
+    "IndexDown",
+    "Release",
+    "Source",
+    "artifact_matches",
+    "artifacts_from_simple_html",
+    "artifacts_from_simple_json",
+    "default_workers",
+    "local_index_for",
+]

@@ -165,3 +165,43 @@ class PagesClient:
         self.asked.append(url)
         body = self.pages.get(url)
         return Response(url=url, status=200 if body is not None else 404, body=body or b"")
+
+
+def test_the_cache_is_a_few_batch_files_merged_when_they_pile_up(tmp_path: Path) -> None:
+    """A cold snapshot writes one file, not one per release; more than MAX_BATCHES are merged into one."""
+    from envcap.snapshot.cache import MAX_BATCHES
+
+    links = tmp_path / "links"
+    names = [f"p{i}" for i in range(MAX_BATCHES + 3)]
+    for name in names:
+        wheel(links, f"{name}-1.0-py3-none-any.whl")
+    ArtifactResolver(tmp_path / "cache", find_links=[str(links)], offline=True).resolve(
+        [(n, "1.0") for n in names[:3]])
+    assert len(list((tmp_path / "cache").rglob("*.json"))) == 1
+    for name in names[3:]:
+        ArtifactResolver(tmp_path / "cache", find_links=[str(links)], offline=True).resolve_one(name, "1.0")
+    assert len(list((tmp_path / "cache").rglob("*.json"))) <= MAX_BATCHES
+    for path in links.iterdir():
+        path.unlink()  # from now on only the cache can answer
+    again = ArtifactResolver(tmp_path / "cache", find_links=[str(links)], offline=True).resolve(
+        [(n, "1.0") for n in names])
+    assert all(release.artifacts for release in again.values())
+
+
+def test_a_local_wheel_is_hashed_first_and_in_big_blocks(tmp_path: Path) -> None:
+    """The biggest local file starts first (it was the tail of a cold snapshot); its hash is exact."""
+    from envcap.snapshot.sources import sha256_big
+
+    big = wheel(tmp_path / "links", "big-1.0-py3-none-any.whl", b"x" * (40 << 20) + b"tail")
+    assert sha256_big(big) == hashlib.sha256(big.read_bytes()).hexdigest()
+    started: list[str] = []
+    resolver = ArtifactResolver(tmp_path / "cache", find_links=[str(tmp_path / "links")], offline=True, workers=1)
+    original = resolver.resolve_one
+
+    def recording(name: str, version: str, *, store: bool = True) -> object:
+        started.append(name)
+        return original(name, version, store=store)
+
+    resolver.resolve_one = recording  # type: ignore[method-assign, assignment]
+    resolver.resolve([("aaa", "1.0"), ("big", "1.0"), ("zzz", "1.0")])
+    assert started[0] == "big"

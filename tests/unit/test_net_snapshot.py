@@ -41,6 +41,13 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", "utf-8")
         (info / "INSTALLER").write_text("pip\n", "utf-8")
         (info / "RECORD").write_text("", "utf-8")
+    # a private package installed from a local folder: no index may ever hear its name
+    private = site / "acme_private_model-0.3.dist-info"
+    private.mkdir()
+    (private / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-private-model\nVersion: 0.3\n", "utf-8")
+    (private / "RECORD").write_text("", "utf-8")
+    (private / "direct_url.json").write_text(json.dumps({"url": (venv.parent / "src").as_uri(),
+                                                         "dir_info": {"editable": True}}), "utf-8")
     return venv
 
 
@@ -104,7 +111,8 @@ def test_cold_snapshot_through_a_connect_proxy(cli, target: Path, tls: TlsFiles,
     assert dists["demo-pkg"]["artifacts"][0]["url"].startswith(f"{index.url}/files/")
     assert lock["pip_config"]["index_url"] == f"{index.url}/simple"
     assert str(target / "pip.conf") in lock["pip_config"]["sources"]
-    assert {s.path for s in index.seen} == {"/simple/demo-pkg/", "/simple/other-thing/"}  # and never PyPI
+    # the index heard of these two only: never PyPI, never the private package (not even early)
+    assert {s.path for s in index.seen} == {"/simple/demo-pkg/", "/simple/other-thing/"}
 
 
 def test_credentials_from_netrc_are_sent_and_never_written(cli, target: Path, tls: TlsFiles,  # type: ignore[no-untyped-def]
@@ -290,3 +298,26 @@ def test_json_pages_are_read_only_around_the_version(tmp_path: Path) -> None:
                                                      "demo_pkg-1.0-py3-none-any.whl"]
         assert {a.url for a in found} >= {"https://idx.example/f/demo_pkg-1.0-py3-none-any.whl"}
         assert artifacts_from_simple_json("https://i/", text, "demo-pkg", "3.0") == []
+
+
+def test_early_pins_come_from_dist_info_names_and_skip_local_installs(target: Path) -> None:
+    from envcap.snapshot import _venv_pins
+
+    guess = _venv_pins(str(target / "bin" / "python"))
+    assert guess is not None and guess[0] == str(target)
+    assert sorted(guess[1]) == [("demo_pkg", "1.0"), ("other_thing", "2.5.1")]
+    assert _venv_pins(str(target / "nowhere" / "bin" / "python")) is None  # not a venv: wait for the probe
+
+
+def test_early_lookups_are_kept_only_for_the_same_sources(tmp_path: Path, target: Path, hermetic: Path) -> None:
+    from envcap.net.pipconf import PipSettings
+    from envcap.snapshot import _EarlyLookups
+
+    early = _EarlyLookups(str(target / "bin" / "python"), tmp_path / "cache", offline=True)
+    early.start()
+    assert early.settings is not None and early.resolver is not None
+    first = early.resolver
+    assert early.resolver_for(early.settings) is first
+    other = early.resolver_for(PipSettings(index_url="https://elsewhere.example/simple"))
+    assert other is not first and other.configured_index == "https://elsewhere.example/simple"
+    early.close()
