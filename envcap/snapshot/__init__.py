@@ -14,10 +14,11 @@ from envcap.errors import IndexUnreachable
 from envcap.fs import atomic_write_many, cache_dir
 from envcap.lock.records import LOCK_FILENAME, Snapshot, dumps, now_utc
 from envcap.probe import run_probe, snapshot_from_facts
-from envcap.snapshot.hashes import ArtifactResolver, IndexDown, Release
 
 if TYPE_CHECKING:
+    # imported where used: the look-ups' modules load while the probe runs, not before it starts
     from envcap.net.pipconf import PipSettings
+    from envcap.snapshot.hashes import ArtifactResolver, IndexDown, Release
 
 DEFAULT_OUT = Path(".envcap")
 
@@ -102,7 +103,9 @@ class _EarlyLookups:
 
     Why: a cold snapshot spends longer on the indexes than on the probe, and most pins can be read
     from a venv's dist-info folder names before the probe has answered. The probe's report decides:
-    pins it does not list are never used, pins the guess missed are looked up after it.
+    pins it does not list are never used, pins the guess missed are looked up after it. Only when
+    nothing is cached for these sources yet (a first snapshot): otherwise the guess would cost a
+    warm snapshot the time it saves a cold one.
     """
 
     def __init__(self, python: str, cache_root: Path, offline: bool) -> None:
@@ -113,19 +116,23 @@ class _EarlyLookups:
         self.resolver: ArtifactResolver | None = None
 
     def start(self) -> None:
-        guess = _venv_pins(self.python)
-        if guess is None:
+        prefix = Path(self.python).parent.parent
+        if not (prefix / "pyvenv.cfg").is_file():
             return
         from envcap.net.pipconf import read_pip_settings
+        from envcap.snapshot.hashes import ArtifactResolver
 
-        self.settings = read_pip_settings(guess[0])
+        self.settings = read_pip_settings(str(prefix))
         self.resolver = ArtifactResolver.from_settings(self.cache_root, self.settings, offline=self.offline)
-        self.resolver.prefetch(guess[1])
+        if self.resolver.cache_is_empty():
+            self.resolver.prefetch(_venv_pins(prefix))
 
     def resolver_for(self, settings: PipSettings) -> ArtifactResolver:
         """The early resolver when it asked the same sources, else a new one (the early one stops)."""
         if self.resolver is not None and settings == self.settings:
             return self.resolver
+        from envcap.snapshot.hashes import ArtifactResolver
+
         self.close()
         self.resolver = ArtifactResolver.from_settings(self.cache_root, settings, offline=self.offline)
         return self.resolver
@@ -135,19 +142,15 @@ class _EarlyLookups:
             self.resolver.close()
 
 
-def _venv_pins(python: str) -> tuple[str, list[tuple[str, str]]] | None:
-    """A venv's prefix and its (name, version) pins from the dist-info folder names, before any probe.
+def _venv_pins(prefix: Path) -> list[tuple[str, str]]:
+    """A venv's (name, version) pins from its dist-info folder names, before any probe.
 
-    Only a guess (the probe's report decides), so only the cheap, common case: ``python`` inside a
-    venv (``pyvenv.cfg`` one folder up from ``bin/``). Anything else waits for the probe. A
-    distribution with a ``direct_url.json`` (a local folder, a VCS checkout, a URL) is left out:
-    the snapshot never asks an index for it, so neither may the guess (its name may be private).
+    Only a guess (the probe's report decides). A distribution with a ``direct_url.json`` (a local
+    folder, a VCS checkout, a URL) is left out: the snapshot never asks an index for it, so neither
+    may the guess (its name may be private).
     """
     import os
 
-    prefix = Path(python).parent.parent
-    if not (prefix / "pyvenv.cfg").is_file():
-        return None
     pins = []
     for site in prefix.glob("lib/python3*/site-packages"):
         try:
@@ -159,7 +162,7 @@ def _venv_pins(python: str) -> tuple[str, list[tuple[str, str]]] | None:
                 name, _, version = entry[: -len(".dist-info")].partition("-")
                 if name and version:
                     pins.append((name, version))
-    return str(prefix), pins
+    return pins
 
 
 def _unreachable(down: list[IndexDown], missing: int, asked: int) -> IndexUnreachable:

@@ -35,6 +35,13 @@ class ReleaseCache:
                 self._entries = read_batches(self.folder)[0]
             return self._entries
 
+    def is_empty(self) -> bool:
+        """True when no batch was ever written here (a first snapshot with these sources); reads nothing."""
+        try:
+            return not any(self.folder.glob("*.json"))
+        except OSError:
+            return True
+
     def get(self, key: str) -> dict[str, object] | None:
         entry = self.entries().get(key)
         return entry if isinstance(entry, dict) else None

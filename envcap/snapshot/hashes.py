@@ -178,6 +178,10 @@ class ArtifactResolver:
                    client_config=settings.client_config(pool_size=workers or default_workers()))
 
     # -- cache (envcap.snapshot.cache: one folder per set of sources) --------------------------
+    def cache_is_empty(self) -> bool:
+        """Nothing was ever cached for these sources: every pin will need a look-up."""
+        return self._cache.is_empty()
+
     def _cached(self, name: str, version: str) -> Release | None:
         entry = self._cache.get(f"{canonicalize_name(name)}=={version}")
         if entry is None:

@@ -19,6 +19,7 @@ import pytest
 
 from envcap.cli import main
 from envcap.errors import IndexUnreachable
+from envcap.lock.records import Artifact
 from envcap.net import Response
 from envcap.snapshot.hashes import PYPI_SIMPLE, ArtifactResolver
 from tests.netserve import LocalIndex, TlsFiles, closed_port, make_tls_files, serve_index, serve_proxy
@@ -49,6 +50,14 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (private / "direct_url.json").write_text(json.dumps({"url": (venv.parent / "src").as_uri(),
                                                          "dir_info": {"editable": True}}), "utf-8")
     return venv
+
+
+@pytest.fixture(autouse=True)
+def no_site_conf(target: Path) -> Iterator[None]:
+    """The target venv is shared by the module; each test writes its own pip.conf, if any."""
+    (target / "pip.conf").unlink(missing_ok=True)
+    yield
+    (target / "pip.conf").unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
@@ -303,10 +312,8 @@ def test_json_pages_are_read_only_around_the_version(tmp_path: Path) -> None:
 def test_early_pins_come_from_dist_info_names_and_skip_local_installs(target: Path) -> None:
     from envcap.snapshot import _venv_pins
 
-    guess = _venv_pins(str(target / "bin" / "python"))
-    assert guess is not None and guess[0] == str(target)
-    assert sorted(guess[1]) == [("demo_pkg", "1.0"), ("other_thing", "2.5.1")]
-    assert _venv_pins(str(target / "nowhere" / "bin" / "python")) is None  # not a venv: wait for the probe
+    assert sorted(_venv_pins(target)) == [("demo_pkg", "1.0"), ("other_thing", "2.5.1")]
+    assert _venv_pins(target / "nowhere") == []
 
 
 def test_early_lookups_are_kept_only_for_the_same_sources(tmp_path: Path, target: Path, hermetic: Path) -> None:
@@ -316,8 +323,25 @@ def test_early_lookups_are_kept_only_for_the_same_sources(tmp_path: Path, target
     early = _EarlyLookups(str(target / "bin" / "python"), tmp_path / "cache", offline=True)
     early.start()
     assert early.settings is not None and early.resolver is not None
+    assert early.resolver._futures  # nothing cached yet: the guessed pins are being looked up
     first = early.resolver
     assert early.resolver_for(early.settings) is first
     other = early.resolver_for(PipSettings(index_url="https://elsewhere.example/simple"))
     assert other is not first and other.configured_index == "https://elsewhere.example/simple"
     early.close()
+
+
+def test_no_early_lookups_once_something_is_cached(tmp_path: Path, target: Path, hermetic: Path) -> None:
+    """A warm snapshot must not pay for the guess: the probe's list is read from the cache as before."""
+    from envcap.snapshot import _EarlyLookups
+    from envcap.snapshot.hashes import Release
+
+    first = _EarlyLookups(str(target / "bin" / "python"), tmp_path / "cache", offline=True)
+    first.start()
+    assert first.resolver is not None
+    first.resolver._store(Release("demo-pkg", "1.0", (Artifact("demo_pkg-1.0-py3-none-any.whl", "a" * 64),)))
+    first.close()
+    again = _EarlyLookups(str(target / "bin" / "python"), tmp_path / "cache", offline=True)
+    again.start()
+    assert again.resolver is not None and not again.resolver._futures
+    assert _EarlyLookups(sys.executable + "-not-in-a-venv/x/y", tmp_path, offline=True).resolver is None
