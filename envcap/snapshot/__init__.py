@@ -75,12 +75,13 @@ def capture(
         dists.append(dist)
     snapshot = replace(snapshot, distributions=tuple(dists))
     from envcap.emit.requirements import conda_note, dispositions
+    from envcap.snapshot.hashes import NOT_FOUND
 
     warnings = list(settings.problems) + resolver.notes
     for item in dispositions(snapshot):
         release = releases.get((item.dist.name, item.dist.version))
         if item.kind == "missing" and release is not None and release.error and not item.dist.artifacts \
-                and "no index or local folder" not in release.error:
+                and release.error != NOT_FOUND:
             # the real reason (an index's HTTP 503, a page envcap could not read), not "not found"
             warnings.append(f"{item.dist.name} {item.dist.version}: no hash could be pinned ({release.error}), so "
                             "it is left out of requirements.lock and the image.")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
@@ -34,11 +33,13 @@ from envcap.lock.records import Artifact
 from envcap.net import DEFAULT_POOL_SIZE, LOG, RequestFailed, redact, strip_credentials
 from envcap.snapshot.cache import ReleaseCache
 from envcap.snapshot.sources import (
+    PYTORCH_INDEX,
     artifact_matches,
     artifacts_from_files,
     artifacts_from_simple_html,
     artifacts_from_simple_json,
     file_size,
+    local_index_for,
     scan_folders,
 )
 
@@ -49,11 +50,10 @@ if TYPE_CHECKING:
     from envcap.net.pipconf import PipSettings
 
 PYPI_SIMPLE = "https://pypi.org/simple"
-# Where PyTorch publishes its local-version builds; a `+cu121` wheel is not on PyPI.
-PYTORCH_INDEX = "https://download.pytorch.org/whl"
-PYTORCH_FAMILY = frozenset({"torch", "torchvision", "torchaudio", "torchtext", "torchdata", "triton",
-                            "pytorch-triton", "pytorch-triton-rocm", "torch-tensorrt", "fbgemm-gpu"})
 SIMPLE_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
+
+NOT_FOUND = "no index or local folder has this release"  # Release.error when every source answered
+NO_FOLDER = "no such folder"
 
 SourceKind = Literal["index", "links-dir", "links-page"]
 
@@ -94,16 +94,6 @@ def default_workers() -> int:
     latency wins and more connections help. Four per core, at most DEFAULT_POOL_SIZE.
     """
     return max(4, min(DEFAULT_POOL_SIZE, 4 * (os.cpu_count() or 1)))
-
-
-def local_index_for(name: str, version: str) -> str | None:
-    """The extra index that serves a local-version build (``2.3.0+cu121``), or None for public ones."""
-    if "+" not in version or canonicalize_name(name) not in PYTORCH_FAMILY:
-        return None
-    local = version.split("+", 1)[1]
-    if re.fullmatch(r"cpu|cu\d+|rocm[\d.]+|xpu", local):
-        return f"{PYTORCH_INDEX}/{local}"
-    return None
 
 
 # -- the resolver -------------------------------------------------------------------------------
@@ -251,7 +241,7 @@ class ArtifactResolver:
         if index.startswith("file:"):
             listed = self._folder_listing(index)
             if listed is None:
-                raise RequestFailed("local", index, "no such folder")
+                raise RequestFailed("local", index, NO_FOLDER)
             if project not in listed:
                 return []
         status, text, final = self._fetch(index, url)
@@ -325,7 +315,11 @@ class ArtifactResolver:
             try:
                 artifacts = self._look(source, name, version)
             except RequestFailed as exc:
-                errors.append(f"{source.label}: {exc.reason}")
+                if exc.kind == "local" and exc.reason == NO_FOLDER:
+                    # a configured folder that is not there: pip passes over it too (with a warning)
+                    LOG.debug("%s: %s", source.label, NO_FOLDER)
+                else:
+                    errors.append(f"{source.label}: {exc.reason}")
                 continue
             except (OSError, ValueError, UnicodeDecodeError) as exc:
                 # an index that answers with the wrong shape is one more source that did not help
@@ -340,7 +334,7 @@ class ArtifactResolver:
         local_index = local_index_for(name, version)
         if not found:
             return Release(name=name, version=version, artifacts=(), index_url=local_index,
-                           error="; ".join(errors) or "no index or local folder has this release")
+                           error="; ".join(errors) or NOT_FOUND)
         release = Release(name=name, version=version, artifacts=tuple(sorted(found.values(), key=lambda a: a.filename)),
                           index_url=local_index, source=first_source)
         if store:
@@ -437,6 +431,7 @@ def _key(name: str, version: str) -> tuple[str, str]:
 
 
 __all__ = [
+    "NOT_FOUND",
     "PYPI_SIMPLE",
     "PYTORCH_INDEX",
     "ArtifactResolver",

@@ -28,6 +28,10 @@ from envcap.lock.records import Artifact
 from envcap.net import LOG, strip_credentials
 
 ARCHIVE_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2")
+# Where PyTorch publishes its local-version builds; a `+cu121` wheel is not on PyPI.
+PYTORCH_INDEX = "https://download.pytorch.org/whl"
+PYTORCH_FAMILY = frozenset({"torch", "torchvision", "torchaudio", "torchtext", "torchdata", "triton",
+                            "pytorch-triton", "pytorch-triton-rocm", "torch-tensorrt", "fbgemm-gpu"})
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _DECODER = json.JSONDecoder()
 
@@ -173,6 +177,16 @@ def _entries_near(text: str, needles: Sequence[str]) -> list[dict[str, object]] 
     return list(entries.values()) if hits else None
 
 
+def local_index_for(name: str, version: str) -> str | None:
+    """The extra index that serves a local-version build (``2.3.0+cu121``), or None for public ones."""
+    if "+" not in version or canonicalize_name(name) not in PYTORCH_FAMILY:
+        return None
+    local = version.split("+", 1)[1]
+    if re.fullmatch(r"cpu|cu\d+|rocm[\d.]+|xpu", local):
+        return f"{PYTORCH_INDEX}/{local}"
+    return None
+
+
 def scan_folders(folders: Iterable[str]) -> dict[str, list[Path]]:
     """The archives in pip's find-links folders, by canonical project name (a missing folder is skipped)."""
     files: dict[str, list[Path]] = {}
@@ -219,5 +233,16 @@ def file_size(path: Path) -> int:
         return 0
 
 
-__all__ = ["ARCHIVE_SUFFIXES", "artifact_matches", "artifacts_from_files", "artifacts_from_simple_html",
-           "artifacts_from_simple_json", "file_size", "scan_folders", "sha256_big"]
+__all__ = [
+    "ARCHIVE_SUFFIXES",
+    "PYTORCH_FAMILY",
+    "PYTORCH_INDEX",
+    "artifact_matches",
+    "artifacts_from_files",
+    "artifacts_from_simple_html",
+    "artifacts_from_simple_json",
+    "file_size",
+    "local_index_for",
+    "scan_folders",
+    "sha256_big",
+]

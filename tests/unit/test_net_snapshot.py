@@ -21,7 +21,7 @@ from envcap.cli import main
 from envcap.errors import IndexUnreachable
 from envcap.lock.records import Artifact
 from envcap.net import Response
-from envcap.snapshot.hashes import PYPI_SIMPLE, ArtifactResolver
+from envcap.snapshot.hashes import NOT_FOUND, PYPI_SIMPLE, ArtifactResolver
 from tests.netserve import LocalIndex, TlsFiles, closed_port, make_tls_files, serve_index, serve_proxy
 
 DISTS = {"demo-pkg": "1.0", "other-thing": "2.5.1"}
@@ -285,7 +285,7 @@ def test_missing_local_folders_are_skipped_quietly(tmp_path: Path) -> None:
                                 find_links=[str(tmp_path / "no-wheels")], offline=True)
     release = resolver.resolve_one("six", "1.16.0")
     assert release.artifacts == () and resolver.unreachable() == []
-    assert "no such folder" in (release.error or "")
+    assert release.error == NOT_FOUND  # a plain miss: the absent folders are not the news
 
 
 def test_json_pages_are_read_only_around_the_version(tmp_path: Path) -> None:
@@ -345,3 +345,29 @@ def test_no_early_lookups_once_something_is_cached(tmp_path: Path, target: Path,
     again.start()
     assert again.resolver is not None and not again.resolver._futures
     assert _EarlyLookups(sys.executable + "-not-in-a-venv/x/y", tmp_path, offline=True).resolver is None
+
+
+@pytest.mark.network
+def test_cold_snapshot_of_real_pypi_through_a_local_connect_proxy(cli, tmp_path: Path, hermetic: Path,  # type: ignore[no-untyped-def]
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real index through a proxy of our own: the proxy must see the tunnel, the lock must pin six."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    (site,) = venv.glob("lib/python*/site-packages")
+    info = site / "six-1.16.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: six\nVersion: 1.16.0\n", "utf-8")
+    (info / "RECORD").write_text("", "utf-8")
+    ca = os.environ.get("SSL_CERT_FILE")  # a machine behind an inspecting proxy names its CA here
+    if ca:
+        (venv / "pip.conf").write_text(f"[global]\ncert = {ca}\n", "utf-8")
+    with serve_proxy() as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        result = snapshot(cli, venv, tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    assert "pypi.org:443" in proxy.tunnelled
+    lock = json.loads((tmp_path / "out" / "envcap.lock.json").read_text("utf-8"))
+    (six,) = [d for d in lock["distributions"] if d["name"] == "six"]
+    assert {a["sha256"] for a in six["artifacts"]} == {
+        "8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254",
+        "1e61c37477a1626458e36f7b1d82aa5c9b094fa4802892072e49de9c60c4c926"}
