@@ -13,10 +13,15 @@ bench/.work/ (git-ignored) and reused while its package list is unchanged.
 
 Timed commands (each in a fresh process, stdout discarded):
   warm   envcap snapshot --python VENV --out TMP   (its caches filled by an earlier snapshot)
-  cold   the same with a fresh ENVCAP_CACHE_DIR    (probe cache empty, every hash fetched)
+  bare scan                                        VENV/bin/python -c "importlib.metadata: every version"
   pip inspect                                      VENV/bin/python -m pip inspect
   collect_env                                      VENV/bin/python -m torch.utils.collect_env
-  pip-compile --generate-hashes                    on name==version of every distribution, fresh cache
+  cold   the same snapshot with a fresh ENVCAP_CACHE_DIR (probe cache empty, every hash fetched)
+  uv     uv pip compile --generate-hashes --no-cache of name==version of every distribution, with
+         the same sources the snapshot uses (pip's index-url, extra-index-url, find-links)
+  uv public   the same on the pins PyPI alone serves (local-version builds such as torch+cpu left
+         out, no find-links): uv's fastest case, and the peer of the cold target
+  pip-compile --generate-hashes                    on the same pins, fresh cache (slow; --compile-runs)
 """
 
 from __future__ import annotations
@@ -42,7 +47,9 @@ PACKAGES = (
     "transformers", "datasets", "tensorboard",
 )
 # The issue's targets, as ratios of the median times.
-TARGETS = {"warm / pip inspect": 0.5, "warm / collect_env": 0.25, "cold / pip-compile": 0.1}
+TARGETS = {"warm / pip inspect": 0.5, "warm / collect_env": 0.25, "warm / bare scan": 1.6,
+           "cold / uv public": 0.5, "cold / uv": 0.5, "cold / pip-compile": 0.1}
+BARE_SCAN = "import importlib.metadata as m; [d.version for d in m.distributions()]"
 
 
 # ------------------------------------------------------------------------------------- the venv
@@ -112,6 +119,7 @@ def warm_cases(cli: list[str], tmp: Path) -> dict[str, Callable[[], float]]:
     return {
         "warm": lambda: timed([*cli, "snapshot", "--python", python, "--out", str(tmp / "warm")], env=env,
                               cwd=str(tmp)),
+        "bare scan": lambda: timed([python, "-c", BARE_SCAN], cwd=str(tmp)),
         "pip inspect": lambda: timed([python, "-m", "pip", "inspect"], cwd=str(tmp)),
         "collect_env": lambda: timed([python, "-m", "torch.utils.collect_env"], cwd=str(tmp)),
     }
@@ -124,18 +132,52 @@ def freeze_pins() -> list[str]:
     return sorted(f"{d['name']}=={d['version']}" for d in json.loads(out))
 
 
-def cold_cases(cli: list[str], tmp: Path) -> dict[str, Callable[[], float]]:
+def pip_sources() -> tuple[list[str], list[str]]:
+    """The venv's pip settings (envcap's own reader) as uv flags: the sources the snapshot asks."""
+    from envcap.net.pipconf import read_pip_settings
+
+    prefix = subprocess.run([str(venv_python()), "-c", "import sys; print(sys.prefix)"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    settings = read_pip_settings(prefix)
+    flags: list[str] = []
+    if settings.no_index:
+        flags.append("--no-index")
+    elif settings.index_url:
+        flags += ["--index-url", settings.index_url]
+    for url in settings.extra_index_urls:
+        if not url.startswith("file:") or Path(url.removeprefix("file://")).is_dir():
+            flags += ["--extra-index-url", url]
+    links = [f"--find-links={link}" for link in settings.find_links]
+    if len(flags) > 2:  # several indexes: pip merges them all; uv only when told to
+        flags += ["--index-strategy", "unsafe-best-match"]
+    return flags, links
+
+
+def cold_cases(cli: list[str], tmp: Path, compile_runs: int) -> dict[str, Callable[[], float]]:
     python = str(venv_python())
+    pins = [p for p in freeze_pins() if not p.lower().startswith(("pip==", "setuptools=="))]
     requirements_in = tmp / "requirements.in"
-    requirements_in.write_text("\n".join(p for p in freeze_pins()
-                                         if not p.lower().startswith(("pip==", "setuptools=="))) + "\n", "utf-8")
+    requirements_in.write_text("\n".join(pins) + "\n", "utf-8")
+    public_in = tmp / "requirements-public.in"
+    public_in.write_text("\n".join(p for p in pins if "+" not in p) + "\n", "utf-8")
     pip_compile = Path(sys.executable).parent / "pip-compile"
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    if uv is None:
+        raise SystemExit("no uv next to this python or on PATH (it is in envcap's test extra)")
+    index_flags, link_flags = pip_sources()
     counter = iter(range(1000))
 
     def cold() -> float:
         with tempfile.TemporaryDirectory(prefix="envcap-cold-") as cache:
             return timed([*cli, "snapshot", "--python", python, "--out", str(tmp / "cold")],
                          env=snapshot_env(Path(cache)), cwd=str(tmp))
+
+    def uv_compile(source: Path, flags: list[str]) -> Callable[[], float]:
+        def run() -> float:
+            out = tmp / f"uv-{next(counter)}.txt"
+            return timed([uv, "pip", "compile", "--quiet", "--generate-hashes", "--no-cache", "--no-header",
+                          "--python", python, *flags, "--output-file", str(out), str(source)], cwd=str(tmp))
+        return run
 
     def compile_() -> float:
         with tempfile.TemporaryDirectory(prefix="piptools-cold-") as cache:
@@ -144,7 +186,11 @@ def cold_cases(cli: list[str], tmp: Path) -> dict[str, Callable[[], float]]:
                           "--cache-dir", cache, "--output-file", str(out), str(requirements_in)], cwd=str(tmp),
                          env=dict(os.environ, PIP_CACHE_DIR=str(Path(cache) / "pip")))
 
-    return {"cold": cold, "pip-compile": compile_}
+    cases = {"cold": cold, "uv public": uv_compile(public_in, []),
+             "uv": uv_compile(requirements_in, index_flags + link_flags)}
+    if compile_runs:
+        cases["pip-compile"] = compile_
+    return cases
 
 
 # ---------------------------------------------------------------------------------- the facts
@@ -351,7 +397,8 @@ def profile(cli: list[str], tmp: Path, top: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="runs per warm case and of the cold snapshot")
-    parser.add_argument("--compile-runs", type=int, default=3, help="runs of pip-compile (slow)")
+    parser.add_argument("--compile-runs", type=int, default=3, help="runs of pip-compile (slow; 0 skips it)")
+    parser.add_argument("--uv-runs", type=int, default=0, help="runs of each uv case (default: --runs)")
     parser.add_argument("--skip-cold", action="store_true", help="time only the warm cases")
     parser.add_argument("--profile", action="store_true", help="also print -X importtime and cProfile")
     parser.add_argument("--top", type=int, default=25, help="rows per profile")
@@ -369,10 +416,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                               capture_output=True, text=True, check=True).stdout))
         print(f"# envcap snapshot benchmark: {count} distributions in {VENV}")
         print(f"# {os.cpu_count()} cores; medians of interleaved runs\n")
-        warm = interleaved(warm_cases(cli, tmp), {"warm": args.runs, "pip inspect": args.runs,
-                                                  "collect_env": args.runs})
+        warm = interleaved(warm_cases(cli, tmp), {"warm": args.runs, "bare scan": args.runs,
+                                                  "pip inspect": args.runs, "collect_env": args.runs})
         if not args.skip_cold:
-            cold = interleaved(cold_cases(cli, tmp), {"cold": args.runs, "pip-compile": args.compile_runs})
+            uv_runs = args.uv_runs or args.runs
+            cold = interleaved(cold_cases(cli, tmp, args.compile_runs),
+                               {"cold": args.runs, "uv public": uv_runs, "uv": uv_runs,
+                                "pip-compile": args.compile_runs})
             warm.update(cold)
         print("| command | runs | median s | min s | max s |")
         print("| --- | --- | --- | --- | --- |")

@@ -26,12 +26,15 @@ class _Redacting(logging.Filter):
 
 
 def setup(verbosity: int, redact: Callable[[str], str] | None = None) -> None:
-    """``-v``: every call on stderr, one line each; without it, nothing (warnings are the CLI's business)."""
-    for handler in list(LOGGER.handlers):
-        if handler.get_name() == _HANDLER_NAME:
-            LOGGER.removeHandler(handler)
+    """``-v``: every call on stderr, one line each; without it, nothing is added (and a ``-v`` handler
+    from an earlier call in this process is taken away again)."""
+    ours = [h for h in LOGGER.handlers if h.get_name() == _HANDLER_NAME]
+    for handler in ours:
+        LOGGER.removeHandler(handler)
     if verbosity <= 0:
-        LOGGER.setLevel(logging.WARNING)
+        if ours:  # undo what an earlier -v set, and nothing else (a test's caplog keeps its level)
+            LOGGER.setLevel(logging.NOTSET)
+            LOGGER.propagate = True
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(_HANDLER_NAME)

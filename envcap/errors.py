@@ -71,3 +71,9 @@ class ReportFormatError(EnvcapError):
     """A file given to ``diff`` is of no format envcap reads."""
 
     exit_code = 11
+
+
+class IndexUnreachable(EnvcapError):
+    """No answer from a package index (refused, unresolvable, proxy or TLS refusal), so hashes are missing."""
+
+    exit_code = 13

@@ -9,7 +9,6 @@ hash-checked (``wheelhouse``), a context assembled (``context``) and handed to t
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 import time

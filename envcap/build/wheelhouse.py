@@ -19,15 +19,18 @@ import tempfile
 import threading
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from envcap._subprocess import RunFailed, Runner, run
 from envcap.build.target import TargetPlatform, wheel_rank
 from envcap.errors import ArtifactError
 from envcap.lock import Artifact
+
+if TYPE_CHECKING:
+    from envcap.net import Downloader
 
 DOWNLOAD_WORKERS = 8
 STALE_PART_S = 3600
@@ -54,8 +57,9 @@ class Wheelhouse:
     """Files by sha256 under ``root`` (``cache_dir()/wheels``); a file enters only after its hash matched."""
 
     def __init__(self, root: Path, *, workers: int = DOWNLOAD_WORKERS, timeout: float = 60.0,
-                 runner: Runner = run, python: str = sys.executable) -> None:
+                 runner: Runner = run, python: str = sys.executable, http: Downloader | None = None) -> None:
         self.root = Path(root)
+        self.http = http
         self.workers = workers
         self.timeout = timeout
         self.runner = runner
@@ -187,15 +191,31 @@ class Wheelhouse:
                 raise ArtifactError(f"cannot read {artifact.filename} from {local}: {exc.strerror or exc}.",
                                     hint="restore that local folder, or take a new snapshot") from None
             return
-        request = urllib.request.Request(url, headers={"User-Agent": "envcap"})
+        from envcap.net import RequestFailed, redact
+
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                yield from iter(lambda: response.read(CHUNK), b"")
-        except (OSError, ValueError) as exc:
-            host = urllib.parse.urlsplit(url).netloc or url
-            raise ArtifactError(f"cannot download {artifact.filename} from {host}: {exc}.",
+            yield from self._http().stream(url, CHUNK)
+        except RequestFailed as exc:
+            host = urllib.parse.urlsplit(url).netloc.rpartition("@")[2] or redact(url)
+            via = f" through the proxy {exc.proxy}" if exc.proxy else ""
+            raise ArtifactError(f"cannot download {artifact.filename} from {host}{via}: {exc.reason}.",
                                 hint="check the network or proxy (HTTPS_PROXY); files fetched once are reused from "
                                      "the cache") from None
+
+    def _http(self) -> Downloader:
+        """The shared client (envcap.net), made on the first download with the host's pip settings.
+
+        Why the host's: the build runs here, so its proxy, CA bundle and credentials are the ones
+        that reach the index; the lock records no credentials.
+        """
+        with self._lock:
+            if self.http is None:
+                from envcap.net.client import HttpClient
+                from envcap.net.pipconf import read_pip_settings
+
+                self.http = HttpClient(read_pip_settings(sys.prefix).client_config(timeout=self.timeout,
+                                                                                  pool_size=self.workers))
+            return self.http
 
     # -- wheels built on the host -----------------------------------------------------------------
     def built_wheel(self, key: str, source: str, name: str, target: TargetPlatform) -> Path:

@@ -1397,7 +1397,7 @@ def redact_argv(argv: List[str]) -> List[str]:
 def strip_credentials(url: str) -> str:
     """A URL as it may be recorded: no userinfo at all (greedy to the last "@" before the path, as pip
     splits), no secret query parameters."""
-    return redact_text(re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s]*@", r"\1", url))
+    return redact_text(_URL_USERINFO_RE.sub(r"\1", url))
 
 
 def env_allowed(name: str) -> bool:

@@ -12,11 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envcap import __version__
-from envcap.errors import UsageError
+from envcap.errors import IndexUnreachable, UsageError
 from envcap.fs import cache_dir
 from envcap.lock import Snapshot, now_utc
 from envcap.probe import run_probe, snapshot_from_facts
-from envcap.snapshot.hashes import ArtifactResolver, Release
+
+if TYPE_CHECKING:
+    # imported where used: the look-ups' modules load while the probe runs, not before it starts
+    from envcap.net.pipconf import PipSettings
+    from envcap.snapshot.hashes import ArtifactResolver, IndexDown, Release
 
 DEFAULT_OUT = Path(".envcap")
 
@@ -44,21 +48,31 @@ def capture(
 ) -> Snapshot:
     """Probes the interpreter and pins every re-installable distribution's artifacts by hash."""
     cache_root = cache_dir()
-    if on_stage:
-        on_stage("probe", 0)
-    facts = _probe_while_importing(python or sys.executable, cache_root=cache_root, deep=deep, cwd=cwd)
-    snapshot = snapshot_from_facts(facts, envcap_version=__version__, captured_at=now_utc(), source="probe")
-    pip_config = snapshot.pip_config
-    resolver = ArtifactResolver(
-        cache_root,
-        find_links=pip_config.find_links if pip_config else (),
-        extra_indexes=[u for u in (pip_config.extra_index_urls if pip_config else ())],
-        offline=offline,
-    )
-    wanted = [(d.name, d.version) for d in snapshot.distributions
-              if (d.origin is None or d.origin.kind in ("index", "egg-info"))]
-    releases = resolver.resolve(wanted, progress=on_release,
-                                on_pending=(lambda n: on_stage("hashes", n)) if on_stage else None)
+    interpreter = python or sys.executable
+    lookups = _EarlyLookups(interpreter, cache_root, offline)
+    try:
+        if on_stage:
+            on_stage("probe", 0)
+        facts = _probe_while_importing(interpreter, meanwhile=lookups.start, cache_root=cache_root, deep=deep,
+                                       cwd=cwd)
+        snapshot = snapshot_from_facts(facts, envcap_version=__version__, captured_at=now_utc(), source="probe")
+        from envcap.net.pipconf import read_pip_settings
+
+        # pip's settings as the target's pip reads them (its sys.prefix holds the site pip.conf); the
+        # lock records them without credentials, the requests use them whole.
+        settings = read_pip_settings(snapshot.python.prefix if snapshot.python else None)
+        snapshot = replace(snapshot, pip_config=settings.redacted())
+        resolver = lookups.resolver_for(settings)
+        wanted = [(d.name, d.version) for d in snapshot.distributions
+                  if (d.origin is None or d.origin.kind in ("index", "egg-info"))]
+        releases = resolver.resolve(wanted, progress=on_release,
+                                    on_pending=(lambda n: on_stage("hashes", n)) if on_stage else None)
+    finally:
+        lookups.close()
+    missing = [r for r in releases.values() if not r.artifacts]
+    down = resolver.unreachable()
+    if down and missing:
+        raise _unreachable(down, len(missing), len(releases))
     dists = []
     for dist in snapshot.distributions:
         release = releases.get((dist.name, dist.version))
@@ -67,8 +81,21 @@ def capture(
         dists.append(dist)
     snapshot = replace(snapshot, distributions=tuple(dists))
     from envcap.lock.disposition import conda_note, dispositions
+    from envcap.snapshot.hashes import NOT_FOUND
 
-    warnings = [item.note for item in dispositions(snapshot) if item.note]
+    warnings = list(snapshot.warnings) + list(settings.problems) + resolver.notes
+    for item in dispositions(snapshot):
+        release = releases.get((item.dist.name, item.dist.version))
+        if item.kind == "missing" and release is not None and release.error and not item.dist.artifacts \
+                and release.error != NOT_FOUND:
+            # the real reason (an index's HTTP 503, a page envcap could not read), not "not found"
+            warnings.append(f"{item.dist.name} {item.dist.version}: no hash could be pinned ({release.error}), so "
+                            "it is left out of requirements.lock and the image.")
+        elif item.note:
+            warnings.append(item.note)
+    for index in down:
+        warnings.append(f"the index {index.index} did not answer ({index.reason}); the lock pins only what the "
+                        "other sources had.")
     conda = conda_note(snapshot)
     if conda:
         warnings.append(conda)
@@ -78,11 +105,92 @@ def capture(
     return replace(snapshot, warnings=tuple(warnings)).with_digest()
 
 
-def _probe_while_importing(python: str, **kwargs: Any) -> dict[str, Any]:
-    """Runs the probe in a thread while this process loads the emitters (Jinja2, packaging's pylock).
+class _EarlyLookups:
+    """Hash look-ups started while the probe runs, from a guess of the pins; kept if the guess was right.
+
+    Why: a cold snapshot spends longer on the indexes than on the probe, and most pins can be read
+    from a venv's dist-info folder names before the probe has answered. The probe's report decides:
+    pins it does not list are never used, pins the guess missed are looked up after it. Only when
+    nothing is cached for these sources yet (a first snapshot): otherwise the guess would cost a
+    warm snapshot the time it saves a cold one.
+    """
+
+    def __init__(self, python: str, cache_root: Path, offline: bool) -> None:
+        self.python = python
+        self.cache_root = cache_root
+        self.offline = offline
+        self.settings: PipSettings | None = None
+        self.resolver: ArtifactResolver | None = None
+
+    def start(self) -> None:
+        prefix = Path(self.python).parent.parent
+        if not (prefix / "pyvenv.cfg").is_file():
+            return
+        from envcap.net.pipconf import read_pip_settings
+        from envcap.snapshot.hashes import ArtifactResolver
+
+        self.settings = read_pip_settings(str(prefix))
+        self.resolver = ArtifactResolver.from_settings(self.cache_root, self.settings, offline=self.offline)
+        if self.resolver.cache_is_empty():
+            self.resolver.prefetch(_venv_pins(prefix))
+
+    def resolver_for(self, settings: PipSettings) -> ArtifactResolver:
+        """The early resolver when it asked the same sources, else a new one (the early one stops)."""
+        if self.resolver is not None and settings == self.settings:
+            return self.resolver
+        from envcap.snapshot.hashes import ArtifactResolver
+
+        self.close()
+        self.resolver = ArtifactResolver.from_settings(self.cache_root, settings, offline=self.offline)
+        return self.resolver
+
+    def close(self) -> None:
+        if self.resolver is not None:
+            self.resolver.close()
+
+
+def _venv_pins(prefix: Path) -> list[tuple[str, str]]:
+    """A venv's (name, version) pins from its dist-info folder names, before any probe.
+
+    Only a guess (the probe's report decides). A distribution with a ``direct_url.json`` (a local
+    folder, a VCS checkout, a URL) is left out: the snapshot never asks an index for it, so neither
+    may the guess (its name may be private).
+    """
+    import os
+
+    pins = []
+    for site in prefix.glob("lib/python3*/site-packages"):
+        try:
+            entries = os.listdir(site)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.endswith(".dist-info") and not os.path.exists(os.path.join(site, entry, "direct_url.json")):
+                name, _, version = entry[: -len(".dist-info")].partition("-")
+                if name and version:
+                    pins.append((name, version))
+    return pins
+
+
+def _unreachable(down: list[IndexDown], missing: int, asked: int) -> IndexUnreachable:
+    """One sentence: which index, through which proxy, why, and what it cost."""
+    first = down[0]
+    names = first.index if len(down) == 1 else ", ".join(d.index for d in down[:-1]) + f" and {down[-1].index}"
+    route = f"through the proxy {first.proxy}" if first.proxy else "directly (no proxy is set)"
+    return IndexUnreachable(
+        f"cannot reach the package {'index' if len(down) == 1 else 'indexes'} {names} {route}: {first.reason}, so "
+        f"{missing} of {asked} releases could not be pinned by hash.",
+        hint="check the network and the proxy (HTTPS_PROXY, NO_PROXY, pip's proxy and cert settings), or run "
+             "`envcap snapshot --offline` for a lock of what local files and the cache can pin")
+
+
+def _probe_while_importing(python: str, meanwhile: Callable[[], None] | None = None,
+                           **kwargs: Any) -> dict[str, Any]:
+    """Runs the probe in a thread while this process starts the look-ups and loads the emitters.
 
     Why: the probe is another process on another core; waiting for it idle, then importing, would
-    add both times to every snapshot.
+    add both times to every snapshot. ``meanwhile`` runs after the probe has started, so that
+    nothing it does delays the probe.
     """
     outcome: dict[str, Any] = {}
 
@@ -94,6 +202,8 @@ def _probe_while_importing(python: str, **kwargs: Any) -> dict[str, Any]:
 
     worker = threading.Thread(target=target, name="envcap-probe", daemon=True)
     worker.start()
+    if meanwhile is not None:
+        meanwhile()
     import envcap.emit.dockerfile
     import envcap.emit.requirements  # noqa: F401
 

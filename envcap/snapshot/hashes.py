@@ -1,44 +1,61 @@
 """The files behind each pinned distribution, with their sha256, found without resolving anything.
 
 Why not pip-compile: the versions are already decided (they are installed); only the hashes are
-missing. pip-compile re-resolves the whole set and took 47 s on a 150-package venv; asking the
-index's JSON API for each pinned release, in parallel over kept-alive connections, and reading
-local wheels (pip's find-links) takes a few seconds cold and nothing warm: releases on an index are
-immutable, so every answer is cached under the user's cache directory.
+missing. pip-compile re-resolves the whole set and took 47 s on a 150-package venv; asking each
+index's simple API (PEP 691 JSON, or the HTML form) for each pinned release, in parallel over
+kept-alive connections, and hashing local wheels (pip's find-links) takes well under a second cold
+and nothing warm: releases on an index are immutable, so every answer is cached under the user's
+cache directory.
+
+The sources are pip's own, read by ``envcap.net.pipconf``: the user's ``index-url`` replaces PyPI,
+``extra-index-url`` and ``find-links`` add to it, ``no-index`` leaves only ``find-links``. As pip
+merges the files of every source, so does this (a ``--require-hashes`` install accepts the file pip
+picks only if its hash is in the lock). Local-version builds (``+cpu``, ``+cu121``) are the
+exception: they are looked for on disk first, then on PyTorch's index, and the first source that
+has them wins, as their index is large and rarely reachable.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import re
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from html.parser import HTMLParser
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
-from packaging.version import InvalidVersion, Version
+from packaging.utils import canonicalize_name
 
-from envcap.fs import sha256_file
 from envcap.lock import Artifact
+from envcap.net import DEFAULT_POOL_SIZE, LOG, RequestFailed, redact, strip_credentials
+from envcap.snapshot.cache import ReleaseCache
+from envcap.snapshot.sources import (
+    PYTORCH_INDEX,
+    artifact_matches,
+    artifacts_from_files,
+    artifacts_from_simple_html,
+    artifacts_from_simple_json,
+    file_size,
+    local_index_for,
+    scan_folders,
+)
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from envcap.net import ClientConfig, Fetcher
+    from envcap.net.pipconf import PipSettings
 
 PYPI_SIMPLE = "https://pypi.org/simple"
-# Where PyTorch publishes its local-version builds; a `+cu121` wheel is not on PyPI.
-PYTORCH_INDEX = "https://download.pytorch.org/whl"
-PYTORCH_FAMILY = frozenset({"torch", "torchvision", "torchaudio", "torchtext", "torchdata", "triton",
-                            "pytorch-triton", "pytorch-triton-rocm", "torch-tensorrt", "fbgemm-gpu"})
-CACHE_FORMAT = 1
-ARCHIVE_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2")
+SIMPLE_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
+
+NOT_FOUND = "no index or local folder has this release"  # Release.error when every source answered
+NO_FOLDER = "no such folder"
+
+SourceKind = Literal["index", "links-dir", "links-page"]
 
 
 @dataclass(frozen=True)
@@ -50,246 +67,307 @@ class Release:
     artifacts: tuple[Artifact, ...]
     index_url: str | None = None
     source: str = ""  # where the hashes came from (for the warning when there are none)
-    error: str | None = None
+    error: str | None = None  # why nothing was found, redacted: every source's answer
 
 
-def local_index_for(name: str, version: str) -> str | None:
-    """The extra index that serves a local-version build (``2.3.0+cu121``), or None for public ones."""
-    if "+" not in version or canonicalize_name(name) not in PYTORCH_FAMILY:
-        return None
-    local = version.split("+", 1)[1]
-    if re.fullmatch(r"cpu|cu\d+|rocm[\d.]+|xpu", local):
-        return f"{PYTORCH_INDEX}/{local}"
-    return None
+@dataclass(frozen=True)
+class IndexDown:
+    """An index that never answered during a resolve: a snapshot without it is not the user's lock."""
+
+    index: str  # redacted
+    proxy: str | None  # redacted; None: a direct connection
+    reason: str
 
 
-def artifact_matches(filename: str, name: str, version: str) -> bool:
-    try:
-        if filename.endswith(".whl"):
-            wheel_name, wheel_version, _, _ = parse_wheel_filename(filename)
-        else:
-            wheel_name, wheel_version = parse_sdist_filename(filename)
-    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
-        return False
-    try:
-        return wheel_name == canonicalize_name(name) and wheel_version == Version(version)
-    except InvalidVersion:
-        return False
+@dataclass(frozen=True)
+class Source:
+    label: str  # "pypi", "find-links", or the redacted URL
+    kind: SourceKind
+    location: str  # an index or page URL, or a folder
 
 
+def default_workers() -> int:
+    """Parallel look-ups: enough to hide each request's latency, few enough not to fight for the CPU.
+
+    Measured on the 2-core bench machine against a nearby mirror: 16 threads cost 20 % more CPU
+    and wall time than 4 to 8 (TLS reads and page parsing contend for the GIL); far from the index,
+    latency wins and more connections help. Four per core, at most DEFAULT_POOL_SIZE.
+    """
+    return max(4, min(DEFAULT_POOL_SIZE, 4 * (os.cpu_count() or 1)))
 
 
-if TYPE_CHECKING:
-    import http.client
+# -- the resolver -------------------------------------------------------------------------------
+class _Health:
+    """Whether an index has answered at all during this resolve, and its first failure if not."""
 
-
-class _KeepAlive:
-    """One persistent HTTPS connection per (thread, host): the TLS handshake dominates otherwise."""
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self.local = threading.local()
-
-    def get(self, url: str, accept: str = "application/json") -> tuple[int, bytes]:
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme == "file":  # a simple index on disk: a folder per project, index.html inside
-            local = Path(urllib.parse.unquote(parts.path))
-            if local.is_dir():
-                local = local / "index.html"
-            try:
-                return 200, local.read_bytes()
-            except FileNotFoundError:
-                return 404, b""
-        if parts.scheme not in ("https", "http"):
-            return 404, b""
-        import http.client  # only on a cache miss: it costs a noticeable part of a warm snapshot
-        conns: dict[tuple[str, str], http.client.HTTPConnection] = getattr(self.local, "conns", None) or {}
-        self.local.conns = conns
-        key = (parts.scheme, parts.netloc)
-        path = parts.path + ("?" + parts.query if parts.query else "")
-        for attempt in range(2):
-            conn = conns.get(key)
-            if conn is None:
-                cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-                conn = cls(parts.netloc, timeout=self.timeout)
-                conns[key] = conn
-            try:
-                conn.request("GET", path, headers={"Accept": accept, "User-Agent": "envcap",
-                                                   "Accept-Encoding": "identity"})
-                response = conn.getresponse()
-                body = response.read()
-                if response.status in (301, 302, 307, 308) and response.getheader("Location"):
-                    return self.get(urllib.parse.urljoin(url, response.getheader("Location") or ""), accept)
-                return response.status, body
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conns.pop(key, None)
-                if attempt:
-                    raise
-        raise OSError("unreachable")  # pragma: no cover
-
-
-def _http_exception() -> type[Exception]:
-    import http.client
-
-    return http.client.HTTPException
-
-
-class _LinkParser(HTMLParser):
     def __init__(self) -> None:
-        super().__init__()
-        self.links: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            for key, value in attrs:
-                if key == "href" and value:
-                    self.links.append(value)
-
-
-def artifacts_from_simple_html(base_url: str, html: str, name: str, version: str) -> list[Artifact]:
-    parser = _LinkParser()
-    parser.feed(html)
-    found = []
-    for href in parser.links:
-        url, _, fragment = urllib.parse.urljoin(base_url, href).partition("#")
-        filename = urllib.parse.unquote(url.rsplit("/", 1)[-1])
-        match = re.search(r"sha256=([0-9a-f]{64})", fragment)
-        if match and artifact_matches(filename, name, version):
-            found.append(Artifact(filename=filename, sha256=match.group(1), url=url))
-    return found
+        self.answered = False
+        self.failure: RequestFailed | None = None
 
 
 class ArtifactResolver:
-    """Finds the artifacts of pinned releases: cache, local wheels, then the indexes, in parallel."""
+    """Finds the artifacts of pinned releases: cache, then every source of pip's, in parallel."""
 
     def __init__(
         self,
         cache_root: Path,
         *,
-        find_links: Sequence[str] = (),
+        index_url: str | None = None,
         extra_indexes: Sequence[str] = (),
+        find_links: Sequence[str] = (),
+        no_index: bool = False,
+        trusted_hosts: Sequence[str] = (),
         offline: bool = False,
-        workers: int = 16,
-        timeout: float = 20.0,
+        workers: int | None = None,
+        client: Fetcher | None = None,
+        client_config: ClientConfig | None = None,
     ) -> None:
-        self.cache_root = Path(cache_root) / "artifacts"
-        self.find_links = [Path(link.removeprefix("file://")) for link in find_links
-                           if not link.startswith(("http://", "https://"))]
-        self.extra_indexes = list(extra_indexes)
-        self.offline = offline
-        self.workers = workers
-        self.http = _KeepAlive(timeout)
-        self._local_files: dict[str, list[Path]] | None = None
-        self._lock = threading.Lock()
+        from envcap.net.pipconf import is_secure_origin
 
-    # -- cache ------------------------------------------------------------------------------
-    def _cache_path(self, name: str, version: str) -> Path:
-        safe_version = re.sub(r"[^A-Za-z0-9.+!_-]", "_", version)
-        return self.cache_root / canonicalize_name(name) / f"{safe_version}.json"
+        self.cache_root = Path(cache_root) / "artifacts"
+        self.offline = offline
+        self.workers = workers or default_workers()
+        self.notes: list[str] = []  # sentences for the snapshot's warnings
+        self.configured_index = index_url
+        indexes = [] if no_index else [index_url or PYPI_SIMPLE, *extra_indexes]
+        self.indexes: list[str] = []
+        for index in dict.fromkeys(indexes):
+            if is_secure_origin(index, trusted_hosts):
+                self.indexes.append(index)
+            else:
+                self.notes.append(f"pip ignores the index {redact(index)} (plain http to a host not in "
+                                  "trusted-host), and so did envcap.")
+        self.links: list[Source] = []
+        for link in find_links:
+            if link.startswith(("http://", "https://")):
+                self.links.append(Source(redact(link), "links-page", link))
+            else:
+                path = Path(urllib.parse.unquote(urllib.parse.urlsplit(link).path) if link.startswith("file:")
+                            else os.path.expanduser(link))
+                self.links.append(Source("find-links", "links-dir" if not path.is_file() else "links-page",
+                                         str(path) if not path.is_file() else path.resolve().as_uri()))
+        self._client = client
+        self._client_config = client_config
+        self._health: dict[str, _Health] = {}
+        self._listings: dict[str, frozenset[str] | Literal[False] | None] = {}
+        self._local_files: dict[str, list[Path]] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._futures: dict[tuple[str, str], Future[Release]] = {}
+        self._written: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+        key = json.dumps([[strip_credentials(i) for i in self.indexes], [s.location for s in self.links]])
+        self._cache = ReleaseCache(self.cache_root / hashlib.sha256(key.encode()).hexdigest()[:16])
+
+    @classmethod
+    def from_settings(cls, cache_root: Path, settings: PipSettings, *, offline: bool = False,
+                      workers: int | None = None, client: Fetcher | None = None) -> ArtifactResolver:
+        """pip's settings as pip uses them: the index, the extra ones, find-links, no-index, and how to connect."""
+        return cls(cache_root, index_url=settings.index_url, extra_indexes=settings.extra_index_urls,
+                   find_links=settings.find_links, no_index=settings.no_index, trusted_hosts=settings.trusted_hosts,
+                   offline=offline, workers=workers, client=client,
+                   client_config=settings.client_config(pool_size=workers or default_workers()))
+
+    # -- cache (envcap.snapshot.cache: one folder per set of sources) --------------------------
+    def cache_is_empty(self) -> bool:
+        """Nothing was ever cached for these sources: every pin will need a look-up."""
+        return self._cache.is_empty()
 
     def _cached(self, name: str, version: str) -> Release | None:
+        entry = self._cache.get(f"{canonicalize_name(name)}=={version}")
+        if entry is None:
+            return None
+        artifacts = entry.get("artifacts")
+        if not isinstance(artifacts, list):
+            return None
         try:
-            data = json.loads(self._cache_path(name, version).read_text("utf-8"))
-            if data.get("format") != CACHE_FORMAT:
-                return None
-            return Release(name=name, version=version, index_url=data.get("index_url"),
-                           source=data.get("source", "cache"),
-                           artifacts=tuple(Artifact(**a) for a in data["artifacts"]))
-        except (OSError, ValueError, KeyError, TypeError):
+            return Release(name=name, version=version, index_url=_text(entry.get("index_url")),
+                           source=_text(entry.get("source")) or "cache",
+                           artifacts=tuple(Artifact(**a) for a in artifacts))
+        except (TypeError, AttributeError):
             return None
 
-    def _store(self, release: Release) -> None:
-        if not release.artifacts:
-            return  # a miss may be a passing network fault; ask again next time
-        path = self._cache_path(release.name, release.version)
-        payload = {"format": CACHE_FORMAT, "index_url": release.index_url, "source": release.source,
-                   "artifacts": [a.__dict__ for a in release.artifacts]}
+    def _store(self, *releases: Release) -> None:
+        """Found releases only: a miss may be a passing network fault; ask again next time."""
+        self._cache.add({f"{canonicalize_name(r.name)}=={r.version}": {
+            "index_url": r.index_url, "source": r.source, "artifacts": [a.__dict__ for a in r.artifacts]}
+            for r in releases if r.artifacts})
+
+    # -- the network ------------------------------------------------------------------------
+    def client(self) -> Fetcher:
+        """The HTTP client, made on the first cache miss (a warm snapshot never imports urllib3)."""
+        with self._lock:
+            if self._client is None:
+                from envcap.net.client import HttpClient
+
+                self._client = HttpClient(self._client_config)
+            return self._client
+
+    def unreachable(self) -> list[IndexDown]:
+        """The indexes that were asked and never answered (refused, unresolvable, proxy, TLS, timeout)."""
+        with self._lock:
+            down = [(index, h.failure) for index, h in self._health.items() if h.failure and not h.answered]
+        return [IndexDown(index=redact(index), proxy=failure.proxy, reason=failure.reason) for index, failure in down]
+
+    def _fetch(self, index: str, url: str) -> tuple[int, str, str]:
+        """(status, body, final URL) of one page; an index that never answered is not asked again."""
+        health = self._health.get(index)
+        if health is None:
+            with self._lock:
+                health = self._health.setdefault(index, _Health())
+        if health.failure is not None and not health.answered:
+            raise health.failure
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_text(json.dumps(payload, sort_keys=True), "utf-8")
-            os.replace(tmp, path)
-        except OSError:
-            pass
+            response = self.client().get(url, accept=SIMPLE_ACCEPT)
+        except RequestFailed as exc:
+            if exc.no_answer and health.failure is None:
+                health.failure = exc  # a race keeps one of two equivalent failures: either will do
+            raise
+        health.answered = True
+        return response.status, response.body.decode("utf-8", "replace"), response.url
 
     # -- sources ----------------------------------------------------------------------------
     def _local_index(self) -> dict[str, list[Path]]:
         with self._lock:
             if self._local_files is None:
-                files: dict[str, list[Path]] = {}
-                for folder in self.find_links:
-                    try:
-                        entries = list(os.scandir(folder))
-                    except OSError:
-                        continue
-                    for entry in entries:
-                        if entry.name.endswith(ARCHIVE_SUFFIXES):
-                            key = canonicalize_name(re.split(r"-\d", entry.name, maxsplit=1)[0])
-                            files.setdefault(key, []).append(Path(entry.path))
-                self._local_files = files
+                self._local_files = scan_folders(s.location for s in self.links if s.kind == "links-dir")
             return self._local_files
 
-    def _from_find_links(self, name: str, version: str) -> list[Artifact]:
-        found = []
-        for path in self._local_index().get(canonicalize_name(name), []):
-            if artifact_matches(path.name, name, version):
-                found.append(Artifact(filename=path.name, sha256=sha256_file(path), url=path.resolve().as_uri(),
-                                      size=path.stat().st_size))
-        return found
+    def _from_folders(self, name: str, version: str) -> list[Artifact]:
+        return artifacts_from_files(self._local_index().get(canonicalize_name(name), []), name, version)
 
-    def _from_simple(self, index: str, name: str, version: str) -> list[Artifact]:
-        url = f"{index.rstrip('/')}/{canonicalize_name(name)}/"
-        status, body = self.http.get(url, accept="application/vnd.pypi.simple.v1+json, text/html;q=0.5")
-        if status != 200:
+    def _from_index(self, index: str, name: str, version: str) -> list[Artifact]:
+        project = canonicalize_name(name)
+        url = f"{index.rstrip('/')}/{project}/"
+        if index.startswith("file:"):
+            listed = self._folder_listing(index)
+            if listed is None:
+                raise RequestFailed("local", index, NO_FOLDER)
+            if project not in listed:
+                return []
+        status, text, final = self._fetch(index, url)
+        if status == 404:
             return []
-        text = body.decode("utf-8", "replace")
+        if status != 200:
+            raise RequestFailed("status", url, f"HTTP {status}", status=status)
         if text.lstrip().startswith("{"):
-            data = json.loads(text)
-            found = []
-            for entry in data.get("files", []):
-                sha = (entry.get("hashes") or {}).get("sha256")
-                if sha and artifact_matches(entry.get("filename", ""), name, version):
-                    found.append(Artifact(filename=entry["filename"], sha256=sha,
-                                          url=urllib.parse.urljoin(url, entry["url"]), size=entry.get("size")))
-            return found
-        return artifacts_from_simple_html(url, text, name, version)
+            return artifacts_from_simple_json(final, text, name, version)
+        return artifacts_from_simple_html(final, text, name, version)
 
-    def resolve_one(self, name: str, version: str) -> Release:
+    def _folder_listing(self, index: str) -> frozenset[str] | None:
+        """The projects of a simple index on disk, listed once (None: no such folder).
+
+        Why: asking the disk for each of 150 projects, most of them absent from a small local
+        index, cost more system calls than the whole network part of a cold snapshot.
+        """
+        listed = self._listings.get(index, False)
+        if listed is False:
+            try:
+                names = os.listdir(urllib.parse.unquote(urllib.parse.urlsplit(index).path))
+            except OSError as exc:
+                LOG.debug("local index %s skipped: %s", redact(index), exc.strerror or exc)
+                listed = None
+            else:
+                listed = frozenset(canonicalize_name(n) for n in names)
+            self._listings[index] = listed
+        return listed
+
+    def _from_page(self, source: Source, name: str, version: str) -> list[Artifact]:
+        if source.location.startswith("file:"):
+            path = Path(urllib.parse.unquote(urllib.parse.urlsplit(source.location).path))
+            return artifacts_from_simple_html(source.location, path.read_text("utf-8", "replace"), name, version)
+        status, text, final = self._fetch(source.location, source.location)
+        if status != 200:
+            raise RequestFailed("status", source.location, f"HTTP {status}", status=status)
+        return artifacts_from_simple_html(final, text, name, version)
+
+    def _sources(self, name: str, version: str) -> tuple[list[Source], bool]:
+        """Where to look, in order, and whether the first source that has the release ends the search."""
+        local_index = local_index_for(name, version)
+        network = not self.offline
+        # --offline: no request leaves the machine, but indexes and pages on disk are still read
+        indexes = [Source("pypi" if i == PYPI_SIMPLE else redact(i), "index", i) for i in self.indexes
+                   if network or i.startswith("file:")]
+        links = [s for s in self.links if network or s.kind == "links-dir" or s.location.startswith("file:")]
+        if local_index is None:
+            return indexes + links, False
+        # A +cpu build: disk first, then PyTorch's index and the user's own (PyPI has no local versions).
+        if not self.indexes:  # no-index
+            return links, True
+        extra = [s for s in indexes if s.location != PYPI_SIMPLE]
+        return links + ([Source(local_index, "index", local_index)] if network else []) + extra, True
+
+    def _look(self, source: Source, name: str, version: str) -> list[Artifact]:
+        if source.kind == "links-dir":
+            return self._from_folders(name, version)
+        if source.kind == "links-page":
+            return self._from_page(source, name, version)
+        return self._from_index(source.location, name, version)
+
+    def resolve_one(self, name: str, version: str, *, store: bool = True) -> Release:
         cached = self._cached(name, version)
         if cached is not None:
             return cached
-        local_index = local_index_for(name, version)
-        errors = []
-        # (label, index URL); None stands for the local find-links folders. A local-version build
-        # (+cpu) is looked for on disk first: its index is rarely reachable. Any other release takes the
-        # index's full file list, and local wheels (hashed only then) fill in when no index has it.
-        indexes: list[tuple[str, str | None]] = []
-        if not self.offline:
-            indexes.append((local_index, local_index) if local_index else ("pypi", PYPI_SIMPLE))
-            indexes += [(index, index) for index in self.extra_indexes]
-        local: list[tuple[str, str | None]] = [("find-links", None)]
-        for source, index_url in (local + indexes) if local_index else (indexes + local):
+        sources, first_wins = self._sources(name, version)
+        found: dict[str, Artifact] = {}
+        errors: list[str] = []
+        first_source = ""
+        for source in sources:
             try:
-                if index_url is None:
-                    found = self._from_find_links(name, version)
+                artifacts = self._look(source, name, version)
+            except RequestFailed as exc:
+                if exc.kind == "local" and exc.reason == NO_FOLDER:
+                    # a configured folder that is not there: pip passes over it too (with a warning)
+                    LOG.debug("%s: %s", source.label, NO_FOLDER)
                 else:
-                    found = self._from_simple(index_url, name, version)
-            except (OSError, ValueError, KeyError, TypeError, AttributeError, _http_exception()) as exc:
+                    errors.append(f"{source.label}: {exc.reason}")
+                continue
+            except (OSError, ValueError, UnicodeDecodeError) as exc:
                 # an index that answers with the wrong shape is one more source that did not help
-                errors.append(f"{source}: {exc}")
+                errors.append(f"{source.label}: {redact(str(exc))[:200]}")
                 continue
-            if not found:
-                continue
-            release = Release(name=name, version=version, artifacts=tuple(sorted(found, key=lambda a: a.filename)),
-                              index_url=local_index, source=source)
+            for artifact in artifacts:
+                found.setdefault(artifact.sha256, artifact)
+            if artifacts and not first_source:
+                first_source = source.label
+                if first_wins:
+                    break
+        local_index = local_index_for(name, version)
+        if not found:
+            return Release(name=name, version=version, artifacts=(), index_url=local_index,
+                           error="; ".join(errors) or NOT_FOUND)
+        release = Release(name=name, version=version, artifacts=tuple(sorted(found.values(), key=lambda a: a.filename)),
+                          index_url=local_index, source=first_source)
+        if store:
             self._store(release)
-            return release
-        return Release(name=name, version=version, artifacts=(), index_url=local_index,
-                       error="; ".join(errors) or "no index or local folder has this release")
+        return release
 
     def _resolve_pin(self, pin: tuple[str, str]) -> Release:
-        return self.resolve_one(*pin)
+        return self.resolve_one(*pin, store=False)
+
+    def prefetch(self, pins: Iterable[tuple[str, str]]) -> int:
+        """Starts looking up the pins not in the cache, in the background; returns how many.
+
+        Why: a snapshot knows most pins (from the venv's dist-info folder names) before the probe
+        has answered; looking them up meanwhile takes the probe's time off a cold snapshot.
+        ``resolve`` then waits for these instead of asking again.
+        """
+        entries = self._cache.entries()
+        wanted = [pin for pin in dict.fromkeys(_key(*p) for p in pins)
+                  if pin not in self._futures and f"{pin[0]}=={pin[1]}" not in entries]
+        if not wanted:
+            return 0
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Releases with local files to hash go first: hashing a 200 MB torch wheel started last
+        # was the tail of every cold snapshot; started first, it overlaps the index requests.
+        local = self._local_index()
+        wanted.sort(key=lambda pin: -sum(file_size(p) for p in local.get(canonicalize_name(pin[0]), ())))
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="envcap-hashes")
+            for pin in wanted:
+                self._futures[pin] = self._pool.submit(self._resolve_pin, pin)
+        return len(wanted)
 
     def resolve(self, pins: Iterable[tuple[str, str]],
                 progress: Callable[[Release], None] | None = None,
@@ -299,21 +377,70 @@ class ArtifactResolver:
         pins = list(dict.fromkeys(pins))
         results: dict[tuple[str, str], Release] = {}
         pending = []
-        for name, version in pins:
-            cached = self._cached(name, version)
-            if cached is not None:
-                results[(name, version)] = cached
-            else:
-                pending.append((name, version))
+        for pin in pins:
+            if _key(*pin) not in self._futures:
+                cached = self._cached(*pin)
+                if cached is not None:
+                    results[pin] = cached
+                    continue
+            pending.append(pin)
+        self.prefetch(pending)
         if on_pending:
             on_pending(len(pending))
-        if pending:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(max_workers=min(self.workers, len(pending))) as pool:
-                for release in pool.map(self._resolve_pin, pending):
-                    results[(release.name, release.version)] = release
-                    if progress:
-                        progress(release)
+        try:
+            for pin in pending:
+                release = replace(self._futures[_key(*pin)].result(), name=pin[0], version=pin[1])
+                results[pin] = release
+                if progress:
+                    progress(release)
+        except BaseException:
+            self.close()
+            raise
+        self._flush()
         return results
 
+    def _flush(self) -> None:
+        """Writes what the workers found, once they are done: 150 small writes from 16 busy threads
+        each waited for the GIL several times and held up the requests behind them."""
+        with self._lock:
+            done = [pin for pin, future in self._futures.items() if future.done() and pin not in self._written]
+            self._written.update(done)
+        releases = []
+        for pin in done:
+            future = self._futures[pin]
+            if not future.cancelled() and future.exception() is None:
+                releases.append(future.result())
+        self._store(*releases)
+
+    def close(self) -> None:
+        """Stops the lookups not yet started (after a failure elsewhere, or Ctrl-C); keeps what was found."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+            self._flush()
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _key(name: str, version: str) -> tuple[str, str]:
+    """One lookup per release however its name is spelled (``scikit_learn`` from a folder, ``scikit-learn``)."""
+    return canonicalize_name(name), version
+
+
+__all__ = [
+    "NOT_FOUND",
+    "PYPI_SIMPLE",
+    "PYTORCH_INDEX",
+    "ArtifactResolver",
+    "IndexDown",
+    "Release",
+    "Source",
+    "artifact_matches",
+    "artifacts_from_simple_html",
+    "artifacts_from_simple_json",
+    "default_workers",
+    "local_index_for",
+]

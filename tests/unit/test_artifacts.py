@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from envcap.net import Response
 from envcap.snapshot.hashes import ArtifactResolver, artifact_matches, artifacts_from_simple_html
 
 
@@ -62,7 +63,7 @@ def test_simple_html_index_on_disk(tmp_path: Path) -> None:
         '<a href="demo_pkg-1.0-py2-none-any.whl#md5=abc">md5 only: no pin possible</a>'
         "</body></html>"))
     resolver = ArtifactResolver(tmp_path / "cache", extra_indexes=[index], offline=False)
-    artifacts = resolver._from_simple(index, "demo-pkg", "1.0")
+    artifacts = resolver._from_index(index, "demo-pkg", "1.0")
     assert {(a.filename, a.sha256) for a in artifacts} == {("demo_pkg-1.0-py3-none-any.whl", "1" * 64),
                                                            ("demo_pkg-1.0.tar.gz", "2" * 64)}
     relative = next(a for a in artifacts if a.filename.endswith(".whl"))
@@ -76,7 +77,7 @@ def test_simple_json_index_is_read_too(tmp_path: Path) -> None:
          "hashes": {"sha256": "4" * 64}, "size": 123},
         {"filename": "demo_pkg-1.0.tar.gz", "url": "https://files.example/a.tar.gz", "hashes": {"md5": "x"}}]})
     index = simple_index(tmp_path / "simple", "demo-pkg", body)
-    artifacts = ArtifactResolver(tmp_path / "cache")._from_simple(index, "demo-pkg", "1.0")
+    artifacts = ArtifactResolver(tmp_path / "cache")._from_index(index, "demo-pkg", "1.0")
     assert [(a.filename, a.sha256, a.size) for a in artifacts] == [("demo_pkg-1.0-py3-none-any.whl", "4" * 64, 123)]
 
 
@@ -146,8 +147,61 @@ def test_an_index_answering_with_the_wrong_shape_is_a_miss_not_a_crash(tmp_path:
     (index / "six").mkdir(parents=True)
     (index / "six" / "index.html").write_text('{"files": [{"filename": "six-1.16.0-py2.py3-none-any.whl", '
                                               '"hashes": {"sha256": "' + "a" * 64 + '"}}, 7]}')
-    resolver = ArtifactResolver(tmp_path / "cache", extra_indexes=[index.as_uri()], offline=False)
-    resolver.http.get = lambda url, accept="": (404, b"") if "pypi.org" in url else (  # type: ignore[method-assign]
-        200, (index / "six" / "index.html").read_bytes())
+    page = (index / "six" / "index.html").read_bytes()
+    resolver = ArtifactResolver(tmp_path / "cache", extra_indexes=["https://mirror.example/simple"], offline=False,
+                                client=PagesClient({"https://mirror.example/simple/six/": page}))
     release = resolver.resolve_one("six", "1.16.0")
     assert release.artifacts == () and release.error
+
+
+class PagesClient:
+    """A fake of envcap.net's client: fixed pages by URL, 404 for the rest (tests/fakes style)."""
+
+    def __init__(self, pages: dict[str, bytes]) -> None:
+        self.pages = pages
+        self.asked: list[str] = []
+
+    def get(self, url: str, *, accept: str = "*/*") -> Response:
+        self.asked.append(url)
+        body = self.pages.get(url)
+        return Response(url=url, status=200 if body is not None else 404, body=body or b"")
+
+
+def test_the_cache_is_a_few_batch_files_merged_when_they_pile_up(tmp_path: Path) -> None:
+    """A cold snapshot writes one file, not one per release; more than MAX_BATCHES are merged into one."""
+    from envcap.snapshot.cache import MAX_BATCHES
+
+    links = tmp_path / "links"
+    names = [f"p{i}" for i in range(MAX_BATCHES + 3)]
+    for name in names:
+        wheel(links, f"{name}-1.0-py3-none-any.whl")
+    ArtifactResolver(tmp_path / "cache", find_links=[str(links)], offline=True).resolve(
+        [(n, "1.0") for n in names[:3]])
+    assert len(list((tmp_path / "cache").rglob("*.json"))) == 1
+    for name in names[3:]:
+        ArtifactResolver(tmp_path / "cache", find_links=[str(links)], offline=True).resolve_one(name, "1.0")
+    assert len(list((tmp_path / "cache").rglob("*.json"))) <= MAX_BATCHES
+    for path in links.iterdir():
+        path.unlink()  # from now on only the cache can answer
+    again = ArtifactResolver(tmp_path / "cache", find_links=[str(links)], offline=True).resolve(
+        [(n, "1.0") for n in names])
+    assert all(release.artifacts for release in again.values())
+
+
+def test_a_local_wheel_is_hashed_first_and_in_big_blocks(tmp_path: Path) -> None:
+    """The biggest local file starts first (it was the tail of a cold snapshot); its hash is exact."""
+    from envcap.snapshot.sources import sha256_big
+
+    big = wheel(tmp_path / "links", "big-1.0-py3-none-any.whl", b"x" * (40 << 20) + b"tail")
+    assert sha256_big(big) == hashlib.sha256(big.read_bytes()).hexdigest()
+    started: list[str] = []
+    resolver = ArtifactResolver(tmp_path / "cache", find_links=[str(tmp_path / "links")], offline=True, workers=1)
+    original = resolver.resolve_one
+
+    def recording(name: str, version: str, *, store: bool = True) -> object:
+        started.append(name)
+        return original(name, version, store=store)
+
+    resolver.resolve_one = recording  # type: ignore[method-assign, assignment]
+    resolver.resolve([("aaa", "1.0"), ("big", "1.0"), ("zzz", "1.0")])
+    assert started[0] == "big"
