@@ -43,6 +43,10 @@ class RunFailed(Exception):
     """The program could not be started or timed out (not: it exited non-zero)."""
 
 
+class RunTimedOut(RunFailed):
+    """The program ran past its timeout and was killed (a caller may have to clean up after it)."""
+
+
 def _start_failure(argv: Sequence[str], exc: OSError) -> RunFailed:
     if isinstance(exc, FileNotFoundError):
         return RunFailed(f"{argv[0]} was not found")
@@ -75,7 +79,7 @@ def run(
     except OSError as exc:
         raise _start_failure(argv, exc) from exc
     except subprocess.TimeoutExpired as exc:
-        raise RunFailed(f"{argv[0]} did not finish within {timeout:g} s") from exc
+        raise RunTimedOut(f"{argv[0]} did not finish within {timeout:g} s") from exc
     LOG.debug("exit %d after %.2f s: %s", done.returncode, time.monotonic() - started, argv[0])
     return Completed(
         argv=tuple(argv),

@@ -3,6 +3,7 @@
 Why: library code raises, exactly one place (``envcap.cli``) prints ``error:``/``hint:`` and exits;
 nothing below the CLI prints or calls ``sys.exit``. The exit codes are listed in the README. The
 container engine's failures are a family of their own in ``envcap.engine.errors`` (exit 7, 8, 12).
+Exit 13 is reserved; 14 is the cluster's (``envcap fleet``).
 """
 
 from __future__ import annotations
@@ -71,3 +72,9 @@ class ReportFormatError(EnvcapError):
     """A file given to ``diff`` is of no format envcap reads."""
 
     exit_code = 11
+
+
+class ClusterError(EnvcapError):
+    """The batch system (Slurm) cannot be asked, knows no such nodes, or no node answered."""
+
+    exit_code = 14
