@@ -68,14 +68,23 @@ stop_all() {
   docker network rm "$NETWORK" >/dev/null 2>&1 || true
 }
 
+# One start or stop at a time (two test runs on one machine): the second waits, then finds it up.
+lock() { mkdir -p "$ROOT"; exec 9>"$ROOT/.lock"; flock -w 900 9 || die "another ensure-slurm.sh holds $ROOT/.lock"; }
+
 case "${1:-}" in
   --status) all_up; exit $? ;;
-  --stop) stop_all; say "stopped"; exit 0 ;;
+  --stop) lock; stop_all; say "stopped"; exit 0 ;;
   "") ;;
   *) die "unknown argument $1 (use --status or --stop)" ;;
 esac
 
 if all_up; then
+  echo "$CONF"
+  exit 0
+fi
+[ "$(id -u)" = 0 ] || die "needs root: slurmd runs the tasks and munged reads the cluster's key"
+lock
+if all_up; then  # started by whoever held the lock before us
   echo "$CONF"
   exit 0
 fi
@@ -212,15 +221,15 @@ mv "$CONF.tmp" "$CONF"
 # ------------------------------------------------------------------------------------- daemons
 mkdir -p /run/envcap-munge "$ROOT/munge"
 chown munge:munge /run/envcap-munge "$ROOT/munge"
-runuser -u munge -- munged --socket="$MUNGE_SOCKET" --key-file="$ETC/munge.key" \
+runuser -u munge -- munged 9>&- --socket="$MUNGE_SOCKET" --key-file="$ETC/munge.key" \
   --pid-file=/run/envcap-munge/munged.pid --log-file="$ROOT/munge/munged.log" --seed-file="$ROOT/munge/munged.seed"
 for _ in $(seq 1 50); do [ -s /run/envcap-munge/munged.pid ] && break; sleep 0.1; done
 cp /run/envcap-munge/munged.pid "$ROOT/run/munged.pid"
 
-slurmctld -c -i -f "$CONF"   # -c: a fresh state; the cluster is rebuilt whole, old jobs mean nothing
+slurmctld -c -i -f "$CONF" 9>&-   # -c: a fresh state; the cluster is rebuilt whole, old jobs mean nothing
 for _ in $(seq 1 50); do [ -s "$ROOT/run/slurmctld.pid" ] && break; sleep 0.1; done
 mkdir -p "/var/spool/envcap-slurmd/$HOST_NODE"
-slurmd -N "$HOST_NODE" -f "$CONF"
+slurmd -N "$HOST_NODE" -f "$CONF" 9>&-
 for _ in $(seq 1 50); do [ -s "/var/spool/envcap-slurmd/$HOST_NODE.pid" ] && break; sleep 0.1; done
 cp "/var/spool/envcap-slurmd/$HOST_NODE.pid" "$ROOT/run/slurmd.pid"
 
