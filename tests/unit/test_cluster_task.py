@@ -128,3 +128,13 @@ def test_a_survey_of_two_local_nodes_end_to_end() -> None:
     assert [c.nodes for c in report.classes] == [("a", "c"), ("b",)]
     assert "env.OMP_NUM_THREADS" in {f.fact for f in report.classes[1].report.significant}
     assert report.classes[1].variables.added == ("OMP_NUM_THREADS",)
+
+
+def test_the_verbose_log_shows_the_node_command_by_its_length() -> None:
+    """-v logs every srun: one line each, not the 25 kB script it carries."""
+    from envcap._subprocess import shown
+
+    command = node_command(TaskPlan(python="python3", parts=(probe_part(),), timeout=60))
+    line = shown(["srun", "--nodelist=node1", *command.argv])
+    assert line.startswith("srun --nodelist=node1 python3 -c 'import base64,json,zlib")
+    assert len(line) < 200 and "\n" not in line and f"<{len(command.argv[2])} chars>" in line
