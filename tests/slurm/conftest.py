@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,18 +60,3 @@ def slurm_env(slurm_conf: str) -> dict[str, str]:
     env["SLURM_CONF"] = slurm_conf
     return env
 
-
-def sinfo_state(env: dict[str, str], node: str) -> str:
-    done = subprocess.run(["sinfo", "--noheader", "--Node", f"--nodes={node}", "--format=%T"], env=env,
-                          capture_output=True, text=True, check=False, timeout=30)
-    return done.stdout.strip().splitlines()[0] if done.stdout.strip() else ""
-
-
-def wait_for_state(env: dict[str, str], node: str, states: tuple[str, ...], seconds: float = 90) -> str:
-    """Polls sinfo until the node is in one of ``states`` (set-up and clean-up only; nothing is timed)."""
-    deadline = time.monotonic() + seconds
-    state = sinfo_state(env, node)
-    while state not in states and time.monotonic() < deadline:
-        time.sleep(1)
-        state = sinfo_state(env, node)
-    return state

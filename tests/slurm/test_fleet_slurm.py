@@ -11,12 +11,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.slurm.conftest import wait_for_state
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -35,6 +34,22 @@ def envcap(env: dict[str, str], *args: str, cwd: Path | None = None, extra_env: 
 def fleet_json(env: dict[str, str], *args: str, cwd: Path | None = None, expect: int = 0) -> dict[str, Any]:
     done = envcap(env, "fleet", *args, "--slurm", "--json", cwd=cwd, expect=expect)
     return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def sinfo_state(env: dict[str, str], node: str) -> str:
+    done = subprocess.run(["sinfo", "--noheader", "--Node", f"--nodes={node}", "--format=%T"], env=env,
+                          capture_output=True, text=True, check=False, timeout=30)
+    return done.stdout.strip().splitlines()[0] if done.stdout.strip() else ""
+
+
+def wait_for_state(env: dict[str, str], node: str, states: tuple[str, ...], seconds: float = 90) -> str:
+    """Polls sinfo until the node is in one of ``states`` (set-up and clean-up only; nothing is timed)."""
+    deadline = time.monotonic() + seconds
+    state = sinfo_state(env, node)
+    while state not in states and time.monotonic() < deadline:
+        time.sleep(1)
+        state = sinfo_state(env, node)
+    return state
 
 
 def test_one_node_cluster_reports_the_node_and_the_variables_it_lacks(slurm_env: dict[str, str],
