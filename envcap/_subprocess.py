@@ -17,6 +17,13 @@ from typing import Protocol
 from envcap import _log
 
 LOG = _log.get("subprocess")
+LOGGED_ARG_CHARS = 200  # a script passed with -c (the fleet's node task is ~25 kB) is shown by its length
+
+
+def shown(argv: Sequence[str]) -> str:
+    """The command line for the log: long arguments cut, so ``-v`` stays one readable line per call."""
+    return shlex.join(a if len(a) <= LOGGED_ARG_CHARS else f"{a[:40].splitlines()[0]}...<{len(a)} chars>"
+                      for a in argv)
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,10 @@ class RunFailed(Exception):
     """The program could not be started or timed out (not: it exited non-zero)."""
 
 
+class RunTimedOut(RunFailed):
+    """The program ran past its timeout and was killed (a caller may have to clean up after it)."""
+
+
 def _start_failure(argv: Sequence[str], exc: OSError) -> RunFailed:
     if isinstance(exc, FileNotFoundError):
         return RunFailed(f"{argv[0]} was not found")
@@ -59,7 +70,7 @@ def run(
     env: Mapping[str, str] | None = None,
     stdin: str | None = None,
 ) -> Completed:
-    LOG.debug("run %s%s", shlex.join(argv), f" (in {cwd})" if cwd else "")
+    LOG.debug("run %s%s", shown(argv), f" (in {cwd})" if cwd else "")
     started = time.monotonic()
     try:
         done = subprocess.run(
@@ -75,7 +86,7 @@ def run(
     except OSError as exc:
         raise _start_failure(argv, exc) from exc
     except subprocess.TimeoutExpired as exc:
-        raise RunFailed(f"{argv[0]} did not finish within {timeout:g} s") from exc
+        raise RunTimedOut(f"{argv[0]} did not finish within {timeout:g} s") from exc
     LOG.debug("exit %d after %.2f s: %s", done.returncode, time.monotonic() - started, argv[0])
     return Completed(
         argv=tuple(argv),
@@ -92,7 +103,7 @@ def call(argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] 
     For a workload the user watches (``envcap snapshot --outputs ... -- CMD``); Ctrl-C reaches it
     through the terminal's process group, and envcap waits for it before re-raising.
     """
-    LOG.debug("call %s%s", shlex.join(argv), f" (in {cwd})" if cwd else "")
+    LOG.debug("call %s%s", shown(argv), f" (in {cwd})" if cwd else "")
     try:
         # With --json, envcap's stdout carries the JSON document: the workload writes to stderr instead.
         process = subprocess.Popen(list(argv), cwd=cwd, env=dict(env) if env is not None else None,

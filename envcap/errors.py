@@ -3,6 +3,7 @@
 Why: library code raises, exactly one place (``envcap.cli``) prints ``error:``/``hint:`` and exits;
 nothing below the CLI prints or calls ``sys.exit``. The exit codes are listed in the README. The
 container engine's failures are a family of their own in ``envcap.engine.errors`` (exit 7, 8, 12).
+Exit 13 is reserved; 14 is the cluster's (``envcap fleet``).
 """
 
 from __future__ import annotations
@@ -77,3 +78,9 @@ class IndexUnreachable(EnvcapError):
     """No answer from a package index (refused, unresolvable, proxy or TLS refusal), so hashes are missing."""
 
     exit_code = 13
+
+
+class ClusterError(EnvcapError):
+    """The batch system (Slurm) cannot be asked, knows no such nodes, or no node answered."""
+
+    exit_code = 14

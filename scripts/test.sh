@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up and runs envcap's whole test suite on a fresh Debian 12 machine (the README's second command).
 # Creates .venv with the test extra, makes a Docker engine answer (installing Debian's docker.io and
-# building a local base image when needed), then runs pytest. The end-to-end tests skip, loudly,
-# only where no engine can be started at all.
+# building a local base image when needed) and a small Slurm cluster run (scripts/ensure-slurm.sh: the
+# fleet tests), then runs pytest. The end-to-end and fleet tests skip, loudly, only where no engine or
+# no cluster can be started at all. A cluster this script started is stopped again at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,4 +22,20 @@ else
   export ENVCAP_DOCKER_STATUS="unavailable: $(tail -n1 /tmp/envcap-ensure-docker.err 2>/dev/null)"
 fi
 
-exec .venv/bin/python -m pytest "$@"
+slurm_was_up=0
+bash scripts/ensure-slurm.sh --status >/dev/null 2>&1 && slurm_was_up=1
+if [ "$ENVCAP_DOCKER_STATUS" = ready ] \
+    && bash scripts/ensure-slurm.sh >/tmp/envcap-ensure-slurm.out 2>/tmp/envcap-ensure-slurm.err; then
+  export ENVCAP_SLURM_CONF="$(tail -n1 /tmp/envcap-ensure-slurm.out)"
+  export ENVCAP_SLURM_STATUS="ready"
+else
+  echo "!!! no Slurm cluster could be started; fleet tests will be SKIPPED:" >&2
+  cat /tmp/envcap-ensure-slurm.err >&2 || true
+  export ENVCAP_SLURM_STATUS="unavailable: $(tail -n1 /tmp/envcap-ensure-slurm.err 2>/dev/null || echo 'no Docker engine')"
+fi
+stop_slurm() { [ "$slurm_was_up" = 1 ] || bash scripts/ensure-slurm.sh --stop >/dev/null 2>&1 || true; }
+trap stop_slurm EXIT
+
+status=0
+.venv/bin/python -m pytest "$@" || status=$?
+exit "$status"

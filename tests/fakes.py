@@ -109,6 +109,8 @@ class CannedRunner:
 
     answers: dict[tuple[str, ...], Completed] = field(default_factory=dict)
     calls: list[tuple[str, ...]] = field(default_factory=list)
+    raises: dict[tuple[str, ...], Exception] = field(default_factory=dict)  # argv prefix -> RunFailed/RunTimedOut
+    timeouts: list[float] = field(default_factory=list)
 
     def add(self, argv_prefix: Sequence[str], stdout: str = "", returncode: int = 0, stderr: str = "") -> None:
         self.answers[tuple(argv_prefix)] = Completed(tuple(argv_prefix), returncode, stdout, stderr)
@@ -117,6 +119,10 @@ class CannedRunner:
                  env: Mapping[str, str] | None = None, stdin: str | None = None) -> Completed:
         argv = tuple(argv)
         self.calls.append(argv)
+        self.timeouts.append(timeout)
+        for prefix, exc in sorted(self.raises.items(), key=lambda kv: -len(kv[0])):
+            if argv[: len(prefix)] == prefix:
+                raise exc
         for prefix, answer in sorted(self.answers.items(), key=lambda kv: -len(kv[0])):
             if argv[: len(prefix)] == prefix:
                 return Completed(argv, answer.returncode, answer.stdout, answer.stderr)
@@ -264,3 +270,55 @@ class FakeEngine:
     def remove_container(self, container_id: str) -> None:
         self.live_containers.pop(container_id, None)
         self.removed.append(container_id)
+
+
+@dataclass
+class FakeCluster:
+    """A ``Cluster`` whose nodes and answers are given: the fleet's tests replace Slurm here, nowhere else.
+
+    ``answers`` maps a node to its ``NodeRun``, or to a function of the command it was sent (to run it
+    for real, or to check what it carries). ``sent`` records the nodes ``run`` was asked to use.
+    """
+
+    node_list: list[Any]
+    answers: dict[str, Any] = field(default_factory=dict)
+    kind: str = "slurm"
+    sent: list[str] = field(default_factory=list)
+    commands: list[Any] = field(default_factory=list)
+    selections: list[Any] = field(default_factory=list)
+
+    @property
+    def where(self) -> str:
+        return "Fake Slurm"
+
+    def nodes(self, selection: Any) -> tuple[Any, ...]:
+        self.selections.append(selection)
+        return tuple(self.node_list)
+
+    def run(self, nodes: Sequence[Any], command: Any) -> tuple[Any, ...]:
+        from envcap.cluster import NodeRun
+
+        self.commands.append(command)
+        runs = []
+        for node in nodes:
+            self.sent.append(node.name)
+            answer = self.answers.get(node.name)
+            if callable(answer):
+                answer = answer(command)
+            runs.append(answer if answer is not None else NodeRun(node.name, "lost", detail="no answer in the fake"))
+        return tuple(runs)
+
+
+def task_stdout(parts: Mapping[str, Mapping[str, Any]], *, host: str = "node", runtime: str | None = None,
+                error: str | None = None, before: str = "", image: str | None = None) -> str:
+    """What the node task prints: ``parts`` maps a part to {"rc", "stdout", "stderr"} or {"error", "detail"}."""
+    import base64
+    import zlib
+
+    answer: dict[str, Any] = {"host": host, "python": "3.11.2", "runtime": runtime, "parts": dict(parts)}
+    if error:
+        answer["error"] = error
+    if image:
+        answer["image"] = image
+    packed = base64.b64encode(zlib.compress(json.dumps(answer).encode())).decode()
+    return f"{before}\nENVCAP-FLEET-RESULT {packed}\n"

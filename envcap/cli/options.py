@@ -33,11 +33,12 @@ verbose_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (with a format version).")
 
 
-def lock_dir_argument(help_text: str = "the snapshot folder") -> Callable[[F], F]:
-    """``[DIR]``: a snapshot folder or an envcap.lock.json, ``.envcap/`` when left out."""
+def lock_dir_argument(help_text: str = "the snapshot folder", *,
+                      default: Path | None = DEFAULT_LOCK_DIR) -> Callable[[F], F]:
+    """``[DIR]``: a snapshot folder or an envcap.lock.json, ``.envcap/`` when left out (``default=None``: none)."""
     del help_text  # click arguments carry no help; the command's docstring names DIR
     return click.argument("lock_dir", metavar="[DIR]", required=False, type=click.Path(path_type=Path),
-                          default=DEFAULT_LOCK_DIR)
+                          default=default)
 
 
 def base_image_option(help_text: str) -> Callable[[F], F]:
