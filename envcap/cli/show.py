@@ -47,6 +47,20 @@ def _gib(value: int | None) -> str:
     return f"{value / 2**30:.1f} GiB" if value else "unknown"
 
 
+SHOWN = 40  # items of a list shown in the summary; a stranger's lock may hold a million (--json has them all)
+CLIP = 400  # characters of one value
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= CLIP else text[:CLIP] + f"... ({len(text)} characters)"
+
+
+def _first(items: list[str], what: str) -> str:
+    shown = ", ".join(_clip(item) for item in items[:SHOWN])
+    return shown + (f", ... and {len(items) - SHOWN} more {what} (envcap show --json has them all)"
+                    if len(items) > SHOWN else "")
+
+
 def summarize(snapshot: Snapshot) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     py = snapshot.python
@@ -89,7 +103,8 @@ def summarize(snapshot: Snapshot) -> list[tuple[str, str]]:
         libs = sorted({f"{b.library} {b.version or '?'} ({b.shipped_by})" for b in snapshot.blas.libraries})
         rows.append(("BLAS/OpenMP", "; ".join(libs) or "none found"))
     if snapshot.env is not None:
-        rows.append(("Env vars", ", ".join(f"{k}={v}" for k, v in sorted(snapshot.env.items())) or "none set"))
+        rows.append(("Env vars", _first(sorted(f"{k}={v}" for k, v in snapshot.env.items()), "variables")
+                     or "none set"))
     if snapshot.git:
         g = snapshot.git
         rows.append(("Git", f"{(g.commit or 'no commit')[:12]} on {g.branch or 'detached HEAD'}"
@@ -98,8 +113,10 @@ def summarize(snapshot: Snapshot) -> list[tuple[str, str]]:
     rows.append(("Captured", f"{snapshot.captured_at} by envcap {snapshot.envcap_version}"))
     mismatch = "" if digest_matches(snapshot) else "  (does not match the content: edited by hand?)"
     rows.append(("Digest", f"{snapshot.digest or 'none'}{mismatch}"))
-    for warning in snapshot.warnings:
-        rows.append(("Warning", warning))
-    for item in snapshot.unavailable:
-        rows.append(("Unknown", f"{item.probe}: {item.reason}"))
+    for warning in snapshot.warnings[:SHOWN]:
+        rows.append(("Warning", _clip(warning)))
+    if len(snapshot.warnings) > SHOWN:
+        rows.append(("Warning", f"... and {len(snapshot.warnings) - SHOWN} more (envcap show --json has them all)"))
+    for item in snapshot.unavailable[:SHOWN]:
+        rows.append(("Unknown", _clip(f"{item.probe}: {item.reason}")))
     return rows

@@ -98,10 +98,11 @@ def loads(text: str, origin: str = "the lock") -> Snapshot:
     if schema < 1:
         raise LockfileError(f"{origin} has an invalid schema number {schema}.",
                             hint="run `envcap snapshot` again to write a fresh lock")
-    from envcap.lock.validate import Invalid, check_strings, validate
+    from envcap.lock.validate import Invalid, check_size, check_strings, validate
     from envcap.redact import lock_document
 
     try:
+        check_size(data)
         check_strings(data)
         data = lock_document(data)  # a stranger's lock may carry someone's secret: it goes no further
     except Invalid as exc:

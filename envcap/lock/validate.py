@@ -42,6 +42,9 @@ _DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-
 IMAGE_REFERENCE = re.compile(rf"{_DOMAIN}{_COMPONENT}(?:/{_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
                              r"(?:@sha256:[0-9a-f]{64})?")
 _BAD_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
+# A probe records a few dozen numerics variables; a lock claiming a hundred thousand is not one envcap
+# wrote, and every later stage would pay for each entry (ENV lines, report rows).
+MAX_VARIABLES = 10_000
 
 
 class Invalid(ValueError):
@@ -51,6 +54,13 @@ class Invalid(ValueError):
         super().__init__(f"{field} {rule}")
         self.field = field
         self.rule = rule
+
+
+def check_size(data: Any) -> None:
+    """Before anything walks the lock: counts a stranger could inflate to make every stage slow."""
+    env = data.get("env") if isinstance(data, dict) else None
+    if isinstance(env, dict) and len(env) > MAX_VARIABLES:
+        raise Invalid("env", f"holds {len(env)} variables, more than the {MAX_VARIABLES} a snapshot can record")
 
 
 def check_strings(data: Any, path: str = "") -> None:
@@ -202,4 +212,4 @@ def validate(snapshot: Snapshot) -> None:
 
 
 __all__ = ["IMAGE_REFERENCE", "VARIABLE_NAME", "Invalid", "archive_matches", "check_strings", "safe_relative_path",
-           "sanitize", "validate"]
+           "check_size", "sanitize", "validate"]
