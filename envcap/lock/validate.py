@@ -211,5 +211,14 @@ def validate(snapshot: Snapshot) -> None:
         _distribution(dist, f"distributions[{i}] ({dist.name[:40]})")
 
 
-__all__ = ["IMAGE_REFERENCE", "VARIABLE_NAME", "Invalid", "archive_matches", "check_strings", "safe_relative_path",
-           "check_size", "sanitize", "validate"]
+__all__ = [
+    "IMAGE_REFERENCE",
+    "VARIABLE_NAME",
+    "Invalid",
+    "archive_matches",
+    "check_size",
+    "check_strings",
+    "safe_relative_path",
+    "sanitize",
+    "validate",
+]
