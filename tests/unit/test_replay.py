@@ -137,7 +137,7 @@ def test_replay_runs_workload_as_the_user_in_the_mounted_tree(tmp_path: Path, ho
     assert spec.init is True and spec.gpus is False
     assert spec.labels == {REPLAY_LABEL: report.replay_id}
     mounts = {m.target: m.source for m in spec.mounts}
-    assert mounts[str(req.cwd)] == str(req.cwd)
+    assert mounts[str(tmp_path)] == str(tmp_path)  # the project (the lock's folder's parent), here inside it
     assert Path(mounts[hook.MOUNT_TARGET], "sitecustomize.py").is_file()
     assert spec.env["OMP_NUM_THREADS"] == "2"
     assert "HF_TOKEN" not in spec.env  # the lock redacted it; the shell's value is never filled in by name
@@ -591,3 +591,66 @@ def test_ctrl_c_sweeps_containers_a_thread_left_behind(tmp_path: Path, host_fact
         replay(request(tmp_path), engine=engine, host_gpu=no_gpu)
     assert "abandoned-probe" in engine.removed
     assert engine.containers(REPLAY_LABEL) == []
+
+
+# ----------------------------------------------------------------------------------- project reach
+
+def test_a_replay_from_a_subfolder_mounts_the_project_and_keeps_the_working_directory(
+        tmp_path: Path, host_facts: dict[str, Any], cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 10: .envcap/ found upward, the project root mounted, --mount and -e reach the workload."""
+    project = tmp_path / "project"
+    make_lock(project / ".envcap", host_facts)
+    (project / ".git").mkdir()
+    sub = project / "src" / "exp"
+    sub.mkdir(parents=True)
+    data = tmp_path / "datasets" / "mnist"
+    data.mkdir(parents=True)
+    container = Container(host_facts)
+    engine = engine_for(container)
+    monkeypatch.chdir(sub)
+    monkeypatch.setenv("SEED", "7")
+    result = cli.invoke(main, ["replay", "--image", IMAGE, "--mount", f"{data}:/data:ro", "-e", "SEED",
+                               "-e", "LR=0.1", "--", "python", "train.py"], obj={"engine": engine})
+    assert result.exit_code == 0, result.output
+    (spec,) = container.workload_runs
+    mounts = {m.target: (m.source, m.read_only) for m in spec.mounts}
+    assert mounts[str(project)] == (str(project), False)
+    assert mounts["/data"] == (str(data), True)
+    assert spec.workdir == str(sub)
+    assert spec.env["SEED"] == "7" and spec.env["LR"] == "0.1"
+
+
+def test_the_home_folder_or_root_is_not_mounted_unless_asked(tmp_path: Path, host_facts: dict[str, Any],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    monkeypatch.setenv("HOME", str(tmp_path / "work"))
+    engine = engine_for(Container(host_facts))
+    with pytest.raises(UsageError, match="read-write into the container"):
+        replay(replace(request(tmp_path), cwd=Path("/")), engine=engine, host_gpu=no_gpu)
+    assert replay(replace(request(tmp_path), cwd=Path("/"), allow_broad_mount=True), engine=engine,
+                  host_gpu=no_gpu).status == "ok"
+
+
+@pytest.mark.parametrize("spec", ["", "a:b:c:d", "/nonexistent-envcap-path", ".:relative/target"])
+def test_bad_mounts_are_one_sentence(tmp_path: Path, host_facts: dict[str, Any], spec: str) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    with pytest.raises(UsageError, match="--mount"):
+        replay(request(tmp_path, mounts=(spec,)), engine=engine_for(Container(host_facts)), host_gpu=no_gpu)
+
+
+def test_a_workload_that_dies_on_a_path_outside_the_mounts_is_told_which_mount(
+        tmp_path: Path, host_facts: dict[str, Any]) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    dataset = tmp_path.parent / f"{tmp_path.name}-data"
+    dataset.mkdir()
+    (dataset / "train.csv").write_text("1,2\n")
+    engine = engine_for(Container(host_facts, exit_codes=[1]))
+    engine.run_output = [(f"FileNotFoundError: [Errno 2] No such file or directory: '{dataset}/train.csv'\n"
+                          .encode(), "stderr")]
+    report = replay(request(tmp_path), engine=engine, host_gpu=no_gpu)
+    assert report.status == "workload-failed"
+    assert f"pass --mount {dataset}" in (report.message or "")
+    engine.run_output = [(b"FileNotFoundError: No such file or directory: '" + str(tmp_path / "work" / "x").encode()
+                          + b"'\n", "stderr")]
+    report = replay(request(tmp_path), engine=engine, host_gpu=no_gpu)
+    assert "--mount" not in (report.message or "")  # inside the project: mounted already, no hint
