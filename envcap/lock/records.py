@@ -73,6 +73,7 @@ class Distribution:
     artifacts: tuple[Artifact, ...] = ()
     problems: tuple[str, ...] = ()
     shadowed: tuple[str, ...] = ()
+    extras: tuple[str, ...] = ()  # installed with these extras, as inferred from what is installed
 
     @property
     def reinstallable(self) -> bool:

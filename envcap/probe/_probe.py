@@ -98,6 +98,7 @@ if TYPE_CHECKING:
     class Distribution(_Distribution, total=False):
         problems: List[str]
         shadowed: List[str]  # later copies on sys.path, which importlib never reaches
+        extras: List[str]  # extras it was most likely installed with (every requirement of each is here)
 
     class CondaPackage(TypedDict):
         name: str
@@ -405,8 +406,16 @@ def canonical_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def parse_metadata_headers(text: str) -> Dict[str, str]:
-    """The few RFC 822 headers we need; email.parser is slower and trips on broken files."""
+REQUIREMENT_NAME_RE = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+EXTRA_MARKER_RE = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
+
+
+def parse_metadata_headers(text: str, requires: Optional[List[Tuple[str, Optional[str]]]] = None) -> Dict[str, str]:
+    """The few RFC 822 headers we need; email.parser is slower and trips on broken files.
+
+    ``requires``, when given, receives (name, extra or None) of each Requires-Dist: what the
+    extras and the roots of a uv-made venv are inferred from.
+    """
     headers: Dict[str, str] = {}
     for line in text.splitlines():
         if not line.strip():
@@ -417,6 +426,11 @@ def parse_metadata_headers(text: str) -> Dict[str, str]:
         key = key.strip().lower()
         if key in ("name", "version") and key not in headers:
             headers[key] = value.strip()
+        elif key == "requires-dist" and requires is not None:
+            name = REQUIREMENT_NAME_RE.match(value)
+            if name:
+                extra = EXTRA_MARKER_RE.search(value)
+                requires.append((canonical_name(name.group(1)), canonical_name(extra.group(1)) if extra else None))
     return headers
 
 
@@ -492,6 +506,7 @@ def distributions_facts(paths: Iterable[str]) -> List[Distribution]:
     """Scans every dist-info/egg-info on the target's sys.path, first one wins (as importlib does)."""
     seen: Dict[str, Distribution] = {}
     ordered: List[Distribution] = []
+    requirements: Dict[str, List[Tuple[str, Optional[str]]]] = {}
     for folder in paths:
         if not folder or not os.path.isdir(folder):
             continue
@@ -504,17 +519,47 @@ def distributions_facts(paths: Iterable[str]) -> List[Distribution]:
             if not match:
                 continue
             meta_dir = os.path.join(folder, entry)
-            record = read_distribution(folder, meta_dir, match)
+            requires: List[Tuple[str, Optional[str]]] = []
+            record = read_distribution(folder, meta_dir, match, requires)
             key = record["name"]
             if key in seen:
                 seen[key].setdefault("shadowed", []).append(meta_dir)
                 continue
             seen[key] = record
+            requirements[key] = requires
             ordered.append(record)
+    infer_requests(ordered, requirements)
     return ordered
 
 
-def read_distribution(folder: str, meta_dir: str, match: re.Match[str]) -> Distribution:
+def infer_requests(dists: List[Distribution], requirements: Dict[str, List[Tuple[str, Optional[str]]]]) -> None:
+    """Two things pip's markers do not say, inferred from the dependency graph.
+
+    - The extras a requested distribution was installed with (``requests[socks]``): each extra whose
+      every requirement is installed. REQUESTED records no extras at all.
+    - What the user asked for in a venv made by uv, which marks every package REQUESTED: the roots,
+      those no other installed distribution requires.
+    """
+    installed = {d["name"] for d in dists}
+    needed = {name for reqs in requirements.values() for name, extra in reqs if extra is None}
+    uv = [d for d in dists if d["installer"] == "uv"]
+    if len(uv) > 1 and all(d["requested"] for d in uv):
+        for dist in uv:
+            dist["requested"] = dist["name"] not in needed
+    for dist in dists:
+        if not dist["requested"]:
+            continue
+        groups: Dict[str, List[str]] = {}
+        for name, extra in requirements.get(dist["name"], []):
+            if extra is not None:
+                groups.setdefault(extra, []).append(name)
+        extras = sorted(extra for extra, names in groups.items() if names and all(n in installed for n in names))
+        if extras:
+            dist["extras"] = extras
+
+
+def read_distribution(folder: str, meta_dir: str, match: re.Match[str],
+                      requires: Optional[List[Tuple[str, Optional[str]]]] = None) -> Distribution:
     kind = match.group("kind")
     problems: List[str] = []
     headers: Dict[str, str] = {}
@@ -525,7 +570,7 @@ def read_distribution(folder: str, meta_dir: str, match: re.Match[str]) -> Distr
     if text is None:
         problems.append("no METADATA file")
     else:
-        headers = parse_metadata_headers(text)
+        headers = parse_metadata_headers(text, requires)
     name = headers.get("name") or match.group("name")
     version = headers.get("version") or match.group("version")
     if "version" not in headers:
