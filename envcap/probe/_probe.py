@@ -242,6 +242,8 @@ if TYPE_CHECKING:
         diff_sha256: Optional[str]
         root: Optional[str]
         remote: Optional[str]
+        base: Optional[str]  # the commit the diff is taken against (HEAD, or the snapshot's at replay)
+        changed_files: List[str]  # files that differ from ``base``, .envcap/ left out
 
     class Options(TypedDict):
         cache: Optional[str]
@@ -1458,6 +1460,11 @@ def env_facts(environ: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
 
 def run_many(commands: List[List[str]], cwd: Optional[str] = None, timeout: float = 10.0) -> List[Optional[str]]:
     """Starts every argv at once and waits for all: git's answers cost one round-trip, not three."""
+    return [None if out is None else out.decode("utf-8", "replace") for out in run_many_raw(commands, cwd, timeout)]
+
+
+def run_many_raw(commands: List[List[str]], cwd: Optional[str] = None, timeout: float = 10.0) -> List[Optional[bytes]]:
+    """As run_many, the outputs as bytes (a binary diff is hashed as git wrote it); None: failed."""
     procs: List[Optional[subprocess.Popen[bytes]]] = []
     for argv in commands:
         try:
@@ -1465,7 +1472,7 @@ def run_many(commands: List[List[str]], cwd: Optional[str] = None, timeout: floa
                                           stderr=subprocess.DEVNULL))
         except OSError:
             procs.append(None)
-    outputs: List[Optional[str]] = []
+    outputs: List[Optional[bytes]] = []
     for proc in procs:
         if proc is None:
             outputs.append(None)
@@ -1477,11 +1484,21 @@ def run_many(commands: List[List[str]], cwd: Optional[str] = None, timeout: floa
             proc.communicate()
             outputs.append(None)
             continue
-        outputs.append(out.decode("utf-8", "replace") if proc.returncode == 0 else None)
+        outputs.append(out if proc.returncode == 0 else None)
     return outputs
 
 
-def git_facts(cwd: str) -> Optional[GitFacts]:
+# The snapshot folder is envcap's, not the workload's code: committing it must not read as a code change.
+GIT_OUTSIDE_ENVCAP = ":(top,exclude).envcap"
+MAX_CHANGED_FILES = 200
+
+
+def git_facts(cwd: str, base: Optional[str] = None) -> Optional[GitFacts]:
+    """The work tree's commit and its changes, ``.envcap/`` left out.
+
+    ``base``: measure the changes against that commit instead of HEAD (a replay asks "what changed
+    since the snapshot's commit", so commits that only touch .envcap/ leave the code equal).
+    """
     if not which("git"):
         note_unavailable("git", "git is not installed")
         return None
@@ -1493,8 +1510,9 @@ def git_facts(cwd: str) -> Optional[GitFacts]:
     if status is None:
         return None  # not a repository: nothing to record
     facts: GitFacts = {"commit": None, "branch": None, "dirty": False, "diff_sha256": None,
-             "root": root.strip() if root else None,
-             "remote": strip_credentials(remote.strip()) if remote else None}
+                       "root": root.strip() if root else None,
+                       "remote": strip_credentials(remote.strip()) if remote else None,
+                       "base": None, "changed_files": []}
     for line in status.splitlines():
         if line.startswith("# branch.oid "):
             oid = line.split(" ", 2)[2]
@@ -1502,15 +1520,20 @@ def git_facts(cwd: str) -> Optional[GitFacts]:
         elif line.startswith("# branch.head "):
             head = line.split(" ", 2)[2]
             facts["branch"] = None if head == "(detached)" else head
-        elif line and not line.startswith("#"):
-            facts["dirty"] = True
-    if facts["dirty"] and facts["commit"]:
-        try:
-            diff = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=cwd, stdout=subprocess.PIPE,
-                                  stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, timeout=30, check=False)
-            facts["diff_sha256"] = hashlib.sha256(diff.stdout).hexdigest()
-        except (OSError, subprocess.SubprocessError) as exc:
-            note_unavailable("git.diff", str(exc))
+    facts["base"] = base or facts["commit"]
+    if facts["base"] is None:
+        return facts
+    names, diff = run_many_raw([
+        ["git", "diff", "--name-only", facts["base"], "--", GIT_OUTSIDE_ENVCAP],
+        ["git", "diff", facts["base"], "--binary", "--", GIT_OUTSIDE_ENVCAP],
+    ], cwd=cwd, timeout=30.0)
+    if names is None or diff is None:
+        note_unavailable("git.diff", "git could not compare the work tree with %s" % facts["base"][:12])
+        return facts
+    changed = [n for n in names.decode("utf-8", "replace").splitlines() if n]
+    facts["changed_files"] = changed[:MAX_CHANGED_FILES]
+    facts["dirty"] = bool(changed) and base is None
+    facts["diff_sha256"] = hashlib.sha256(diff).hexdigest() if changed else None
     return facts
 
 

@@ -37,6 +37,7 @@ class RunOutcome:
     record: RunRecord
     precision: dict[str, Any] | None  # the flags the workload's main process left (hook)
     stderr_tail: bytes = b""  # the end of what it wrote to stderr, to explain a failure
+    modules: tuple[str, ...] | None = None  # the project files it imported (None: not a Python workload)
 
 
 def missing_path_hint(stderr_tail: bytes, mounts: Sequence[Mount]) -> str | None:
@@ -128,13 +129,13 @@ def signal_name(number: int) -> str:
 
 def run_once(engine: ContainerEngine, base: RunSpec, *, index: int, replay_dir: Path, cwd: Path,
              patterns: Sequence[str], user: str, tty: bool, interactive: bool,
-             on_output: OutputCallback | None) -> RunOutcome:
+             on_output: OutputCallback | None, project_root: str | None = None) -> RunOutcome:
     """Run ``index`` of the workload: the hook mounted, output streamed and hashed, fresh outputs kept."""
     uid, _, gid = user.partition(":")
     hook_dir = hook.install(replay_dir / "hook" / f"run-{index}", uid=int(uid), gid=int(gid) if gid else None)
     spec = replace(base, tty=tty, interactive=interactive,
                    mounts=base.mounts + (Mount(str(hook_dir), hook.MOUNT_TARGET),),
-                   env=base.env | hook.environment(hook.MOUNT_TARGET, base.env.get("PYTHONPATH")))
+                   env=base.env | hook.environment(hook.MOUNT_TARGET, base.env.get("PYTHONPATH"), project_root))
     since = fs_now(hook_dir)
     started = time.monotonic()
     printed = hashlib.sha256()
@@ -147,7 +148,7 @@ def run_once(engine: ContainerEngine, base: RunSpec, *, index: int, replay_dir: 
     record = RunRecord(index=index, exit_code=code, signal=signal_name(code - 128) if 128 < code <= 192 else None,
                        oom_killed=result.oom_killed, seconds=time.monotonic() - started, outputs=prints,
                        not_rewritten=stale, stdout_sha256=printed.hexdigest())
-    return RunOutcome(record, hook.read_records(hook_dir), bytes(tail))
+    return RunOutcome(record, hook.read_records(hook_dir), bytes(tail), hook.read_modules(hook_dir))
 
 
 def _tee(printed: Any, tail: bytearray, on_output: OutputCallback | None) -> OutputCallback:

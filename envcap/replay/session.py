@@ -90,6 +90,7 @@ class Evidence:
     runs: list[RunRecord] = field(default_factory=list)
     snapshot: Snapshot | None = None  # B, as probed in the image
     precision: dict[str, Any] | None = None
+    modules: tuple[str, ...] | None = None  # the project files the workload imported (first run)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -212,11 +213,12 @@ def _replay(evidence: Evidence, engine: ContainerEngine, on_output: OutputCallba
             evidence.runs.append(RunRecord(index=index, exit_code=None))  # replaced when the run ends
             outcome = run_once(engine, base, index=index, replay_dir=evidence.replay_dir, cwd=request.cwd,
                                patterns=request.outputs, user=evidence.user, tty=request.tty,
-                               interactive=request.interactive, on_output=on_output)
+                               interactive=request.interactive, on_output=on_output,
+                               project_root=evidence.mounts[0].source)
             evidence.runs[-1] = outcome.record
             stderr_tail = outcome.stderr_tail
             if index == 1:
-                evidence.precision = outcome.precision
+                evidence.precision, evidence.modules = outcome.precision, outcome.modules
             if outcome.record.exit_code != 0:
                 break
     finally:
@@ -256,17 +258,21 @@ def _fail_fast(evidence: Evidence) -> None:
         raise error
 
 
-def host_git(cwd: Path) -> GitState | None:
-    """The working tree's git state now, read on the host (the container sees the same mounted files)."""
+def host_git(cwd: Path, base: str | None = None, modules: tuple[str, ...] | None = None) -> GitState | None:
+    """The work tree's git state now, read on the host (the container sees the same mounted files),
+    measured against the snapshot's commit; ``modules``: did the workload import a changed file."""
     from envcap.probe._probe import git_facts
 
-    facts = git_facts(str(cwd))
+    facts = git_facts(str(cwd), base)
     if not isinstance(facts, dict):
         return None
     try:
-        return from_json(GitState, facts)
+        state = from_json(GitState, facts)
     except ShapeError:
         return None
+    if modules is None:
+        return state
+    return replace(state, imports_changed=bool(set(state.changed_files) & set(modules)))
 
 
 def _snapshot_b(evidence: Evidence) -> Snapshot | None:
@@ -274,7 +280,8 @@ def _snapshot_b(evidence: Evidence) -> Snapshot | None:
     if snapshot is None:
         return None
     first = evidence.runs[0] if evidence.runs else None
-    git = host_git(evidence.request.cwd) if evidence.lock.git is not None else None
+    lock_git = evidence.lock.git
+    git = host_git(evidence.request.cwd, lock_git.commit, evidence.modules) if lock_git is not None else None
     return replace(snapshot, git=git, precision=evidence.precision,
                    outputs=first.outputs if first and evidence.request.outputs else None).with_digest()
 

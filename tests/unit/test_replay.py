@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import os
 import sys
 from collections.abc import Callable
@@ -69,6 +70,7 @@ class Container:
     exit_codes: list[int] = field(default_factory=lambda: [0])
     write: Callable[[Path, int], None] | None = None
     precision: dict[str, Any] | None = None
+    modules: list[str] | None = None  # project files the workload "imports" (the hook's record)
     arch_list: list[str] | None = None
     fail_on_workload: BaseException | None = None
     workload_runs: list[RunSpec] = field(default_factory=list)
@@ -86,9 +88,10 @@ class Container:
         if self.write is not None:
             self.write(Path(spec.workdir or "/"), index)
         hook_mount = next(m for m in spec.mounts if m.target == hook.MOUNT_TARGET)
-        if self.precision is not None:
+        if self.precision is not None or self.modules is not None:
             Path(hook_mount.source, "precision-7.json").write_text(
-                json.dumps({"pid": 7, "ppid": 1, "argv": [], "flags": self.precision}))
+                json.dumps({"pid": 7, "ppid": 1, "argv": [], "flags": self.precision or {},
+                            "modules": self.modules or []}))
         code = self.exit_codes[min(index, len(self.exit_codes)) - 1]
         return RunResult(code, oom_killed=code == 137)
 
@@ -654,3 +657,61 @@ def test_a_workload_that_dies_on_a_path_outside_the_mounts_is_told_which_mount(
                           + b"'\n", "stderr")]
     report = replay(request(tmp_path), engine=engine, host_gpu=no_gpu)
     assert "--mount" not in (report.message or "")  # inside the project: mounted already, no hint
+
+
+# ------------------------------------------------------------------------------------- the code
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=repo,
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def project(tmp_path: Path, host_facts: dict[str, Any]) -> Path:
+    """A git project whose snapshot (.envcap/) was then committed, as users do."""
+    root = tmp_path / "project"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    (root / "train.py").write_text("import model\n")
+    (root / "model.py").write_text("W = 1\n")
+    (root / "README.md").write_text("hello\n")
+    git(root, "add", ".")
+    git(root, "commit", "-q", "-m", "code")
+    from envcap.probe._probe import git_facts
+
+    facts = dict(host_facts, git=git_facts(str(root)))
+    make_lock(root / ".envcap", facts)
+    git(root, "add", ".envcap")
+    git(root, "commit", "-q", "-m", "the snapshot")
+    return root
+
+
+def test_a_committed_snapshot_folder_is_not_blamed(project: Path, host_facts: dict[str, Any]) -> None:
+    engine = engine_for(Container(host_facts, modules=["train.py", "model.py"]))
+    report = replay(replace(request(project), lock_dir=project / ".envcap", cwd=project), engine=engine,
+                    host_gpu=no_gpu)
+    assert report.comparison is not None
+    code = [d for d in report.comparison.differences if d.fact.startswith("git.")]
+    assert all(d.severity == "info" for d in code), code  # the new commit only added .envcap/
+    assert "git." not in (report.comparison.verdict or "")
+
+
+def test_an_edit_to_an_imported_file_is_high_and_named(project: Path, host_facts: dict[str, Any]) -> None:
+    (project / "model.py").write_text("W = 2\n")
+    engine = engine_for(Container(host_facts, modules=["train.py", "model.py"]))
+    report = replay(replace(request(project), lock_dir=project / ".envcap", cwd=project), engine=engine,
+                    host_gpu=no_gpu)
+    assert report.comparison is not None
+    (code,) = [d for d in report.comparison.differences if d.fact == "git.code"]
+    assert code.severity == "high" and "model.py" in code.replay
+    assert report.comparison.differences[0].fact == "git.code"  # the most likely cause
+
+
+def test_an_edit_the_workload_does_not_import_is_low(project: Path, host_facts: dict[str, Any]) -> None:
+    (project / "README.md").write_text("changed\n")
+    engine = engine_for(Container(host_facts, modules=["train.py", "model.py"]))
+    report = replay(replace(request(project), lock_dir=project / ".envcap", cwd=project), engine=engine,
+                    host_gpu=no_gpu)
+    assert report.comparison is not None
+    (code,) = [d for d in report.comparison.differences if d.fact == "git.code"]
+    assert code.severity == "low" and "README.md" in code.replay
