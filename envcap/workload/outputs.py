@@ -17,7 +17,9 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import struct
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,8 +205,8 @@ def numeric_diff(a: Path, b: Path) -> NumericDiff | None:
         if suffix in (".csv", ".tsv"):
             return _csv_diff(a, b, "\t" if suffix == ".tsv" else ",")
         return _numpy_diff(a, b, suffix[1:])
-    except Exception:  # noqa: BLE001 - a damaged output (empty .npy: EOFError, cut .npz: BadZipFile, huge
-        return None  # CSV field: csv.Error) is compared by hash alone, after the workload already ran
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, csv.Error, struct.error, RecursionError):
+        return None  # a damaged output (an empty .npy, a cut .npz, a huge CSV field) is compared by hash alone
 
 
 class _Acc:
@@ -303,25 +305,13 @@ def _csv_diff(a: Path, b: Path, delimiter: str) -> NumericDiff:
     return acc.result("csv")
 
 
-def _arrays(path: Path, kind: str) -> Iterator[tuple[str, Any]]:
-    import numpy as np  # heavy: only when a .npy/.npz output differs
-
-    if kind == "npy":
-        yield "", np.load(path, allow_pickle=False)
-        return
-    with np.load(path, allow_pickle=False) as archive:
-        for name in sorted(archive.files):
-            yield name, archive[name]
-
-
 def _numpy_diff(a: Path, b: Path, kind: str) -> NumericDiff | None:
-    try:
-        import numpy as np
-    except ImportError:
-        return None
+    """``.npy``/``.npz`` number by number, read by envcap itself (NumPy need not be installed beside it)."""
+    from envcap.workload.npy import arrays
+
     acc = _Acc()
-    left = dict(_arrays(a, kind))
-    right = dict(_arrays(b, kind))
+    left = dict(arrays(a, kind, MAX_PARSE_BYTES))
+    right = dict(arrays(b, kind, MAX_PARSE_BYTES))
     for name in sorted(set(left) | set(right)):
         label = name or "array"
         if name not in left or name not in right:
@@ -331,28 +321,19 @@ def _numpy_diff(a: Path, b: Path, kind: str) -> NumericDiff | None:
         if x.shape != y.shape:
             acc.note(f"{label} has shape {x.shape} in one file and {y.shape} in the other")
             continue
-        if not (np.issubdtype(x.dtype, np.number) and np.issubdtype(y.dtype, np.number)):
-            if not np.array_equal(x, y):
+        if x.item_format is None or y.item_format is None:
+            if x.data != y.data:
                 acc.note(f"{label} differs in non-numeric values")
             continue
-        xf, yf = x.astype(np.float64).ravel(), y.astype(np.float64).ravel()
-        both_nan = np.isnan(xf) & np.isnan(yf)
-        differ = (xf != yf) & ~both_nan
-        acc.compared += int(xf.size)
-        count = int(differ.sum())
-        if not count:
+        if x.data == y.data and x.item_format == y.item_format and x.fortran_order == y.fortran_order:
+            acc.compared += x.size
             continue
-        acc.differing += count
-        with np.errstate(invalid="ignore", over="ignore"):
-            diff = np.where(differ, np.abs(xf - yf), 0.0)
-            diff = np.where(differ & ~np.isfinite(diff), np.inf, diff)
-            scale = np.maximum(np.abs(xf), np.abs(yf))
-            rel = np.where(differ, np.where(scale > 0, diff / np.where(scale > 0, scale, 1.0), 0.0), 0.0)
-            rel = np.where(differ & ~np.isfinite(rel), np.inf, rel)
-        index = int(np.argmax(diff))
-        if float(diff[index]) >= acc.max_abs:
-            acc.max_abs = float(diff[index])
-            position = np.unravel_index(index, x.shape) if x.shape else ()
-            acc.at = f"{label}[{', '.join(str(int(i)) for i in position)}]"
-        acc.max_rel = max(acc.max_rel, float(rel.max()))
+        for index, (u, v) in enumerate(zip(x.values(), y.values(), strict=True)):
+            acc.add(u, v, f"{label}[{', '.join(str(i) for i in _position(index, x.shape))}]")
     return acc.result(kind)
+
+
+def _position(index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    from envcap.workload.npy import unravel
+
+    return unravel(index, shape) if shape else ()
