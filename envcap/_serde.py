@@ -116,6 +116,8 @@ def _convert(tp: Any, data: Any, path: str) -> Any:
             raise ShapeError(path, "an integer", data)
         return data
     if tp is float:
+        if data in ("inf", "-inf", "nan"):  # JSON has no infinity; envcap's reports write these strings
+            return float(data)
         if not isinstance(data, (int, float)) or isinstance(data, bool):
             raise ShapeError(path, "a number", data)
         return float(data)

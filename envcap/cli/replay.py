@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from envcap.cli.options import base_image_option, lock_dir_argument, verbose_option
+from envcap.cli.options import base_image_option, json_option, lock_dir_argument, verbose_option
 from envcap.cli.output import console, engine_from, say
 from envcap.replay.request import GpuChoice
 
@@ -53,7 +53,7 @@ class _ReplayCommand(click.Command):
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run N times in the same image: are the outputs identical across runs?")
 @click.option("--report", "report_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the report as JSON.")
+              help="Also write the report as JSON (- for standard output).")
 @click.option("--markdown", "markdown_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the report as Markdown (for an issue or pull request).")
 @click.option("--user", metavar="UID:GID", help="Run as this user (default: yours, so files written belong to you).")
@@ -65,12 +65,13 @@ class _ReplayCommand(click.Command):
               help="Read NAME=VALUE lines (# comments) as if each were given with -e.")
 @click.option("--allow-broad-mount", is_flag=True,
               help="Mount the working tree even when it is / or your home folder itself.")
+@json_option
 @verbose_option
 @click.pass_context
 def command(ctx: click.Context, lock_dir: Path, image: str | None, base_image: str | None, gpus: GpuChoice,
             outputs: tuple[str, ...], repeat: int, report_file: Path | None, markdown_file: Path | None,
             user: str | None, mounts: tuple[str, ...], env_args: tuple[str, ...], env_files: tuple[Path, ...],
-            allow_broad_mount: bool) -> None:
+            allow_broad_mount: bool, as_json: bool) -> None:
     """Rerun CMD (after --) in the image of the snapshot DIR (default .envcap/) and report what differs."""
     from envcap.errors import UsageError
     from envcap.replay import ReplayFailed, ReplayInterrupted, ReplayRequest, replay
@@ -86,19 +87,21 @@ def command(ctx: click.Context, lock_dir: Path, image: str | None, base_image: s
                             mounts=mounts, env=explicit_env(env_args, env_files, os.environ), host_env=dict(os.environ),
                             allow_broad_mount=allow_broad_mount)
     engine = engine_from(ctx)
+    json_out = as_json or report_file == Path("-")  # stdout carries the one JSON document then
 
     def on_output(chunk: bytes, stream: str) -> None:
-        text = sys.stderr if stream == "stderr" else sys.stdout
+        text = sys.stderr if stream == "stderr" or json_out else sys.stdout
         text.flush()
         text.buffer.write(chunk)  # bytes as the workload wrote them, not re-decoded
         text.buffer.flush()
 
+    publish = _Publisher(report_file, markdown_file, text=not as_json, json_out=json_out)
     try:
         report = replay(request, engine=engine, on_output=on_output, build_progress=_BuildNotes())
     except (ReplayFailed, ReplayInterrupted) as exc:
-        _publish(exc.report, report_file, markdown_file, with_message=False)
+        publish(exc.report, with_message=False)
         raise
-    _publish(report, report_file, markdown_file, with_message=True)
+    publish(report, with_message=True)
     if report.status != "ok":
         ctx.exit(report.exit_code if report.exit_code is not None else 9)
 
@@ -124,18 +127,29 @@ class _BuildNotes:
             say(f"envcap: build step {event.step}/{event.total}", err=True)
 
 
-def _publish(report: ReplayReport, report_file: Path | None, markdown_file: Path | None, *, with_message: bool) -> None:
-    from dataclasses import replace
+class _Publisher:
+    """Where the report goes: the text on stderr (after the workload's own output), JSON on stdout
+    (``--json`` or ``--report -``) or in a file, Markdown in a file."""
 
-    from envcap.fs import atomic_write
-    from envcap.replay.render import render_json, render_markdown, render_text
+    def __init__(self, report_file: Path | None, markdown_file: Path | None, *, text: bool, json_out: bool) -> None:
+        self.report_file = None if report_file == Path("-") else report_file
+        self.markdown_file, self.text, self.json_out = markdown_file, text, json_out
 
-    text = render_text(report if with_message else replace(report, message=None))
-    console(stderr=True).print(text, markup=False, highlight=False, end="", soft_wrap=True)
-    if report_file is not None:
-        atomic_write(report_file, render_json(report))
-    if markdown_file is not None:
-        atomic_write(markdown_file, render_markdown(report))
+    def __call__(self, report: ReplayReport, *, with_message: bool) -> None:
+        from dataclasses import replace
+
+        from envcap.fs import atomic_write
+        from envcap.replay.render import render_json, render_markdown, render_text
+
+        if self.text:
+            shown = render_text(report if with_message else replace(report, message=None))
+            console(stderr=True).print(shown, markup=False, highlight=False, end="", soft_wrap=True)
+        if self.json_out:
+            click.echo(render_json(report), nl=False)
+        if self.report_file is not None:
+            atomic_write(self.report_file, render_json(report))
+        if self.markdown_file is not None:
+            atomic_write(self.markdown_file, render_markdown(report))
 
 
 def explicit_env(args: tuple[str, ...], files: tuple[Path, ...], shell: Mapping[str, str]) -> dict[str, str]:

@@ -17,7 +17,11 @@ from envcap.textsafe import markup
 @json_option
 @verbose_option
 def command(lock_dir: Path, as_json: bool) -> None:
-    """Summarise a saved snapshot (DIR: a folder or an envcap.lock.json file; default .envcap/)."""
+    """Summarise a saved snapshot (DIR: a folder or an envcap.lock.json file; default .envcap/), or the report
+    of a saved replay (DIR: .envcap/replays/<id>)."""
+    if (lock_dir / "report.json").is_file():
+        show_replay(lock_dir, as_json)
+        return
     snapshot = load_snapshot(lock_dir)
     if as_json:
         emit_json("snapshot", {"snapshot": snapshot_to_dict(snapshot)})
@@ -32,6 +36,17 @@ def command(lock_dir: Path, as_json: bool) -> None:
     for text in beside_the_lock(lock_dir, snapshot):
         table.add_row("Note", markup(text))
     console().print(table)
+
+
+def show_replay(folder: Path, as_json: bool) -> None:
+    from envcap.replay.render import render_json, render_text
+    from envcap.replay.report import load_report
+
+    report = load_report(folder)
+    if as_json:
+        click.echo(render_json(report), nl=False)
+    else:
+        console().print(render_text(report), markup=False, highlight=False, end="", soft_wrap=True)
 
 
 def beside_the_lock(location: Path, snapshot: Snapshot) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, Literal
 
 from envcap.explain.compare import Change, compare, parse_version
 from envcap.explain.derive import enrich
@@ -41,6 +41,19 @@ class Finding:
         return {key: _jsonable(getattr(self, key)) for key in FINDING_KEYS}
 
 
+OutputStatus = Literal["same", "differs", "only-a", "only-b"]
+
+
+@dataclass(frozen=True)
+class OutputDelta:
+    """One output file both environments' runs recorded (``snapshot --outputs``, a replay): the evidence."""
+
+    path: str
+    status: OutputStatus
+    a: str | None = None  # sha256
+    b: str | None = None
+
+
 @dataclass(frozen=True)
 class DiffReport:
     findings: tuple[Finding, ...]
@@ -51,6 +64,7 @@ class DiffReport:
     source_a: str = "probe"
     source_b: str = "probe"
     rules: int = len(RULES)
+    outputs: tuple[OutputDelta, ...] = ()  # what the two runs wrote, when both recorded it
 
     @property
     def significant(self) -> tuple[Finding, ...]:
@@ -99,8 +113,23 @@ def diff(a: Snapshot, b: Snapshot, rules: tuple[Rule, ...] = RULES) -> DiffRepor
                 if not any(fnmatchcase(other, pattern) for pattern in by_id[f.rule].unless for other in changed)]
     findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], -f.weight, f.fact))
     report = DiffReport(findings=tuple(findings), compared=compared, unknown_a=tuple(unknown_a),
-                        unknown_b=tuple(unknown_b), source_a=a.source, source_b=b.source, rules=len(rules))
+                        unknown_b=tuple(unknown_b), source_a=a.source, source_b=b.source, rules=len(rules),
+                        outputs=compare_outputs(a, b))
     return replace(report, verdict=verdict(report))
+
+
+def compare_outputs(a: Snapshot, b: Snapshot) -> tuple[OutputDelta, ...]:
+    """The recorded outputs of both sides by path; nothing when either side recorded none."""
+    if not a.outputs or not b.outputs:
+        return ()
+    left = {o.path: o.sha256 for o in a.outputs}
+    right = {o.path: o.sha256 for o in b.outputs}
+    deltas = []
+    for path in sorted(set(left) | set(right)):
+        x, y = left.get(path), right.get(path)
+        status: OutputStatus = "only-b" if x is None else "only-a" if y is None else "same" if x == y else "differs"
+        deltas.append(OutputDelta(path=path, status=status, a=x, b=y))
+    return tuple(deltas)
 
 
 def matches(rule: Rule, fact: str) -> bool:
@@ -224,6 +253,16 @@ def _ordered(value: Any) -> Any:
 
 def verdict(report: DiffReport) -> str:
     """One sentence: identical, nothing that matters, or how many differences and the most likely cause."""
+    sentence = _verdict(report)
+    if report.outputs:
+        differing = sum(1 for o in report.outputs if o.status != "same")
+        sentence = sentence[:-1] + (f"; the recorded outputs are identical ({len(report.outputs)} files)."
+                                    if not differing else
+                                    f"; {differing} of {len(report.outputs)} recorded output files differ.")
+    return sentence
+
+
+def _verdict(report: DiffReport) -> str:
     significant = report.significant
     unknown = ""
     if report.unknown_a or report.unknown_b:

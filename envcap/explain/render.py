@@ -33,6 +33,7 @@ def render_json(report: DiffReport) -> dict[str, Any]:
         "unknown_a": list(report.unknown_a),
         "unknown_b": list(report.unknown_b),
         "findings": [finding.to_json() for finding in report.findings],
+        "outputs": [{"path": o.path, "status": o.status, "a": o.a, "b": o.b} for o in report.outputs],
     }
 
 
@@ -75,6 +76,10 @@ def render_text(report: DiffReport, console: Console) -> None:
     if report.unknown_a or report.unknown_b:
         console.print(f"[dim]Unknown in A ({len(report.unknown_a)}): {escape(_short(report.unknown_a))}[/]")
         console.print(f"[dim]Unknown in B ({len(report.unknown_b)}): {escape(_short(report.unknown_b))}[/]")
+    if report.outputs:
+        differing = [o for o in report.outputs if o.status != "same"]
+        console.print(f"Recorded outputs: {len(report.outputs) - len(differing)} same, {len(differing)} differ"
+                      + "".join(f"\n  {escape(o.status)}: {escape(o.path)}" for o in differing[:20]))
     style = {"high": "bold red", "medium": "yellow", "low": "cyan"}.get(report.worst() or "", "bold green")
     console.print(f"[{style}]{escape(report.verdict)}[/]")
 
@@ -105,6 +110,11 @@ def render_markdown(report: DiffReport) -> str:
         lines += ["<details><summary>Informational differences</summary>", ""]
         lines += [f"- {md_code(f.fact)}: {md_cell(value_text(f, 'A'))} → {md_cell(value_text(f, 'B'))}" for f in info]
         lines += ["", "</details>", ""]
+    if report.outputs:
+        lines += ["| output | A | B |", "| --- | --- | --- |"]
+        lines += [f"| {md_code(o.path)} | {md_cell((o.a or 'none')[:12])} | "
+                  f"{md_cell((o.b or 'none')[:12])} {'(same)' if o.status == 'same' else ''} |" for o in report.outputs]
+        lines.append("")
     if report.unknown_a or report.unknown_b:
         lines += ["<details><summary>Facts known on one side only</summary>", "",
                   f"- unknown in A: {md_cell(', '.join(report.unknown_a) or 'none')}",

@@ -7,7 +7,9 @@ fewer parts filled in. The JSON shape is a contract (``REPORT_FORMAT``), pinned 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from envcap.lock import OutputFingerprint
@@ -104,3 +106,31 @@ class ReplayReport:
     repeat: RepeatSection | None = None
     warnings: tuple[str, ...] = ()
     files: tuple[str, ...] = field(default=())  # what was saved in replay_dir
+
+
+MAX_REPORT_BYTES = 64 << 20
+
+
+def load_report(folder: Path) -> ReplayReport:
+    """A saved replay (``DIR/replays/<id>/report.json``) read back, so ``envcap show`` can render it.
+
+    Like a lock, a report may come from someone else (pasted into an issue): it is parsed into the
+    typed record, and every renderer escapes what it shows.
+    """
+    from envcap._serde import ShapeError, from_json
+    from envcap.errors import LockfileError
+
+    path = folder / "report.json"
+    try:
+        raw = path.read_bytes()[: MAX_REPORT_BYTES + 1]
+        data = json.loads(raw.decode("utf-8")) if len(raw) <= MAX_REPORT_BYTES else None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise LockfileError(f"cannot read the replay report {path}: {getattr(exc, 'strerror', None) or exc}.",
+                            hint="pass a folder written by `envcap replay` (DIR/replays/<id>)") from None
+    if not isinstance(data, dict) or data.get("kind") != "replay-report" or data.get("format") != REPORT_FORMAT:
+        raise LockfileError(f"{path} is not an envcap replay report of format {REPORT_FORMAT}.",
+                            hint="pass a folder written by `envcap replay` (DIR/replays/<id>)")
+    try:
+        return from_json(ReplayReport, data)
+    except (ShapeError, RecursionError) as exc:
+        raise LockfileError(f"{path} is damaged: {exc}.", hint="replay again to write a fresh report") from None

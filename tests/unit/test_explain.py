@@ -364,3 +364,19 @@ def test_facts_unknown_on_both_sides_are_listed_for_both() -> None:
     lost = (Unavailable(probe="env.OMP_NUM_THREADS", reason="could not read"),)
     report = diff(snap(unavailable=lost), snap(unavailable=lost))
     assert "env.OMP_NUM_THREADS" in report.unknown_a and "env.OMP_NUM_THREADS" in report.unknown_b
+
+
+def test_diff_compares_the_outputs_both_runs_recorded() -> None:
+    """Issue 10: diff no longer ignores recorded outputs; they are the evidence beside the causes."""
+    from envcap.lock import OutputFingerprint
+
+    a = snap(outputs=(OutputFingerprint("out/metrics.json", "a" * 64, 10), OutputFingerprint("out/w.npy", "b" * 64, 9)))
+    b = snap(packages={"numpy": "2.0.0", "torch": "2.3.0"},
+             outputs=(OutputFingerprint("out/metrics.json", "c" * 64, 10), OutputFingerprint("out/w.npy", "b" * 64, 9)))
+    report = diff(a, b)
+    assert [(o.path, o.status) for o in report.outputs] == [("out/metrics.json", "differs"), ("out/w.npy", "same")]
+    assert "1 of 2 recorded output files differ" in report.verdict
+    assert render_json(report)["outputs"][0] == {"path": "out/metrics.json", "status": "differs", "a": "a" * 64,
+                                                   "b": "c" * 64}
+    assert "out/metrics.json" in render_markdown(report)
+    assert diff(a, a).verdict.endswith("the recorded outputs are identical (2 files).")

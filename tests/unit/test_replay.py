@@ -715,3 +715,35 @@ def test_an_edit_the_workload_does_not_import_is_low(project: Path, host_facts: 
     assert report.comparison is not None
     (code,) = [d for d in report.comparison.differences if d.fact == "git.code"]
     assert code.severity == "low" and "README.md" in code.replay
+
+
+@pytest.mark.parametrize("flag", [["--json"], ["--report", "-"]])
+def test_json_on_stdout_moves_the_workloads_stdout_to_stderr(tmp_path: Path, host_facts: dict[str, Any], cli: Any,
+                                                             monkeypatch: pytest.MonkeyPatch, flag: list[str]) -> None:
+    """Issue 10: replay --json, and --report - writes to stdout (it wrote a file named '-')."""
+    make_lock(tmp_path / "lock", host_facts)
+    engine = engine_for(Container(host_facts))
+    engine.run_output = [(b"epoch 1\n", "stdout")]
+    monkeypatch.chdir(tmp_path)
+    result = cli.invoke(main, ["replay", str(tmp_path / "lock"), "--image", IMAGE, *flag, "--", "python", "t.py"],
+                        obj={"engine": engine})
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["kind"] == "replay-report" and document["status"] == "ok"
+    assert "epoch 1" in result.stderr
+    assert not (tmp_path / "-").exists()
+    assert ("Differences from the snapshot" in result.stderr) == (flag != ["--json"])
+
+
+def test_show_of_a_saved_replay_renders_its_report(tmp_path: Path, host_facts: dict[str, Any], cli: Any) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    report = replay(request(tmp_path), engine=engine_for(Container(image_facts(host_facts, "3.11.2"))),
+                    host_gpu=no_gpu)
+    shown = cli.invoke(main, ["show", report.replay_dir])
+    assert shown.exit_code == 0, shown.output
+    assert f"envcap replay {report.replay_id}" in shown.stdout and "python.version" in shown.stdout
+    as_json = cli.invoke(main, ["show", "--json", report.replay_dir])
+    assert json.loads(as_json.stdout)["replay_id"] == report.replay_id
+    (Path(report.replay_dir) / "report.json").write_text('{"kind": "something else"}')
+    damaged = cli.invoke(main, ["show", report.replay_dir])
+    assert damaged.exit_code == 4 and damaged.stderr.startswith("error: ")
