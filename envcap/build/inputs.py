@@ -156,7 +156,9 @@ def prepare(lock_dir: Path, engine: ContainerEngine, options: BuildOptions = Bui
     target, platform_notes = decide_target(snapshot, probe_plan, engine, bases, options)
     notes += platform_notes
     wheels = choose(snapshot, target, hermetic=hermetic)
-    plan = make_plan(snapshot, base_image=options.base_image, hermetic=hermetic, has_vendored=bool(wheels.vendored))
+    plan = make_plan(snapshot, base_image=options.base_image, hermetic=hermetic, has_vendored=bool(wheels.vendored),
+                     base_digest=bases[probe_plan.base_image].digest_of(probe_plan.base_image),
+                     python_digest=bases[probe_plan.python_image].digest_of(probe_plan.python_image))
     dockerfile = render_dockerfile(plan)
     dockerignore = render_dockerignore()
     from envcap.emit.requirements import render_requirements_lock

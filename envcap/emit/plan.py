@@ -41,6 +41,23 @@ class BuildPlan:
     venv: str = VENV
     user: str = "envcap"
     uid: int = 1000
+    base_digest: str | None = None  # sha256:... of the base image, when the engine knows its registry digest
+    python_digest: str | None = None
+
+    @property
+    def base_from(self) -> str:
+        """What FROM names: the base by digest when known (a tag can move), else as chosen."""
+        return pinned(self.base_image, self.base_digest)
+
+    @property
+    def python_from(self) -> str:
+        return pinned(self.python_image, self.python_digest)
+
+
+def pinned(reference: str, digest: str | None) -> str:
+    if not digest or "@" in reference:
+        return reference
+    return f"{reference}@{digest}"
 
 
 def python_image(version: str, codename: str) -> str:
@@ -172,10 +189,17 @@ def image_labels(snapshot: Snapshot, base: BaseImage) -> dict[str, str]:
 
 
 def make_plan(snapshot: Snapshot, *, base_image: str | None = None, hermetic: bool = True,
-              has_vendored: bool = False) -> BuildPlan:
-    """The plan for the lock's recorded choices; ``base_image`` is an override given to ``envcap build``."""
+              has_vendored: bool = False, base_digest: str | None = None,
+              python_digest: str | None = None) -> BuildPlan:
+    """The plan for the lock's recorded choices; ``base_image`` is an override given to ``envcap build``;
+    the digests, when the engine knows them, pin FROM and fill the OCI base labels."""
     base = choices_of(snapshot, base_image).base
+    labels = image_labels(snapshot, base)
+    labels["org.opencontainers.image.base.name"] = base.reference.split("@", 1)[0]
+    digest = base_digest or (base.reference.split("@", 1)[1] if "@" in base.reference else None)
+    if digest:
+        labels["org.opencontainers.image.base.digest"] = digest
     return BuildPlan(family=base.family, base_image=base.reference, python_version=snapshot.python.version
                      if snapshot.python else "unknown", python_image=base.python_image, why=base.why,
-                     hermetic=hermetic, env=image_env(snapshot), labels=image_labels(snapshot, base),
-                     has_vendored=has_vendored)
+                     hermetic=hermetic, env=image_env(snapshot), labels=labels, has_vendored=has_vendored,
+                     base_digest=base_digest, python_digest=python_digest)

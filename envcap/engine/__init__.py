@@ -35,6 +35,19 @@ class ImageInfo:
     tags: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     size: int | None = None
+    digests: tuple[str, ...] = ()  # name@sha256:... as the registry knows it (none for a local or imported image)
+
+    def digest_of(self, reference: str) -> str | None:
+        """The registry digest (sha256:...) of ``reference``'s repository, when the engine knows one."""
+        repository = reference.split("@", 1)[0]
+        tail = repository.rsplit("/", 1)[-1]
+        if ":" in tail:
+            repository = repository[: len(repository) - len(tail)] + tail.split(":", 1)[0]
+        for entry in self.digests:
+            name, _, digest = entry.partition("@")
+            if name in (repository, f"docker.io/{repository}", f"docker.io/library/{repository}") and digest:
+                return digest
+        return None
 
 
 BuildEventKind = Literal["step", "log", "error"]

@@ -442,5 +442,6 @@ class DockerEngine:
 def _image_info(data: dict[str, Any]) -> ImageInfo:
     config = data.get("Config") or {}
     return ImageInfo(id=str(data.get("Id", "")), tags=tuple(data.get("RepoTags") or ()),
-                     labels=dict(config.get("Labels") or {}), size=data.get("Size"))
+                     labels=dict(config.get("Labels") or {}), size=data.get("Size"),
+                     digests=tuple(str(d) for d in data.get("RepoDigests") or ()))
 
