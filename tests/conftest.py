@@ -65,3 +65,12 @@ def probe() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def venvs(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """Real venvs by requirements, made once (see tests/venvs.py); ENVCAP_TEST_VENVS keeps them across sessions."""
+    from tests.venvs import VenvCache
+
+    root = os.environ.get("ENVCAP_TEST_VENVS")
+    return VenvCache(Path(root) if root else tmp_path_factory.getbasetemp() / "venvs")

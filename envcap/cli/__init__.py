@@ -22,6 +22,7 @@ COMMANDS = {
     "build": "envcap.cli.build",
     "replay": "envcap.cli.replay",
     "diff": "envcap.cli.diff",
+    "fingerprint": "envcap.cli.fingerprint",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 @base_image_option("Record IMG as the image to rebuild on (build and the Dockerfile use it) instead of choosing one.")
 @click.option("--deep", is_flag=True, help="Also import numpy/torch for threadpoolctl's and torch's live view.")
 @click.option("--offline", is_flag=True, help="Take hashes only from the cache and local wheels.")
+@click.option("--fingerprint", "fingerprint", is_flag=True,
+              help="Also run seeded numpy/scipy/torch kernels and record a hash of each result (a second or more).")
 @json_option
 @verbose_option
 @click.option("--outputs", "outputs", metavar="PATTERN", multiple=True,
@@ -34,11 +37,16 @@ if TYPE_CHECKING:
 @click.argument("workload", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD...]")
 @click.pass_context
 def command(ctx: click.Context, python: str | None, out_dir: Path, base_image: str | None, deep: bool,
-            offline: bool, as_json: bool, outputs: tuple[str, ...], workload: tuple[str, ...]) -> None:
+            offline: bool, fingerprint: bool, as_json: bool, outputs: tuple[str, ...],
+            workload: tuple[str, ...]) -> None:
     """Describe an interpreter's environment and write a lock, requirements.lock and a Dockerfile."""
     with _HashProgress(enabled=not as_json and interactive()) as progress:
         snapshot = capture(python, deep=deep, offline=offline, on_stage=progress.on_stage,
                            on_release=progress.on_release)
+    if fingerprint:  # imported only when asked: the default snapshot never loads the numerics libraries
+        from envcap.probe.fingerprint import run_fingerprint, with_fingerprints
+
+        snapshot = with_fingerprints(snapshot, run_fingerprint(python or sys.executable)).with_digest()
     native = _native_run(workload, outputs, out_dir, quiet_stdout=as_json)
     if native is not None:
         snapshot = replace(snapshot, outputs=native.outputs if outputs and native.exit_code == 0 else None,
