@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from envcap.lock import OutputFingerprint
+from envcap.replay.fingerprint import FingerprintSection
 from envcap.replay.preflight import PreflightCheck
 from envcap.workload.outputs import OutputComparison
 
@@ -104,3 +105,4 @@ class ReplayReport:
     repeat: RepeatSection | None = None
     warnings: tuple[str, ...] = ()
     files: tuple[str, ...] = field(default=())  # what was saved in replay_dir
+    fingerprint: FingerprintSection | None = None  # the image's kernels against the snapshot's

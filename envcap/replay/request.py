@@ -31,6 +31,7 @@ class ReplayRequest:
     tty: bool = False
     interactive: bool = False
     host_env: Mapping[str, str] = field(default_factory=dict)  # for values the lock redacted
+    fingerprint: bool | None = None  # measure the image's numeric fingerprint; None: when the lock has one
 
 
 def check_request(request: ReplayRequest) -> None:

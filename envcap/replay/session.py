@@ -32,7 +32,10 @@ from envcap.engine.errors import EngineError
 from envcap.errors import EnvcapError, OutputError, PreflightError
 from envcap.fs import atomic_write
 from envcap.lock import GitState, Gpu, Snapshot, dumps, load_lock, lock_path, now_utc
+from envcap.probe.fingerprint import FingerprintRun, with_fingerprints
 from envcap.replay.container_probe import ProbeJob, ask_arch_list
+from envcap.replay.fingerprint import fingerprint_job
+from envcap.replay.fingerprint import section as fingerprint_section
 from envcap.replay.image import REPLAYS, ReplayImage, resolve_image
 from envcap.replay.outputs import outputs_section, repeat_section
 from envcap.replay.preflight import (
@@ -87,6 +90,8 @@ class Evidence:
     checks: tuple[PreflightCheck, ...] = ()
     runs: list[RunRecord] = field(default_factory=list)
     snapshot: Snapshot | None = None  # B, as probed in the image
+    fingerprint: FingerprintRun | None = None  # B's numeric fingerprint, measured beside the workload
+    fingerprint_problem: str | None = None
     precision: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -189,6 +194,9 @@ def _replay(evidence: Evidence, engine: ContainerEngine, on_output: OutputCallba
     else:
         evidence.checks = (check_gpu_runtime(gpus=False, engine_has_runtime=False, endpoint=engine.endpoint),)
         probe.start()
+    fingerprint = fingerprint_job(engine, base, image=image.reference) if wants_fingerprint(request, lock) else None
+    if fingerprint is not None:
+        fingerprint.start()
     try:
         for index in range(1, request.repeat + 1):
             evidence.runs.append(RunRecord(index=index, exit_code=None))  # replaced when the run ends
@@ -203,9 +211,16 @@ def _replay(evidence: Evidence, engine: ContainerEngine, on_output: OutputCallba
     finally:
         if evidence.snapshot is None:
             _take_probe(evidence, probe)
+        if fingerprint is not None:
+            evidence.fingerprint, evidence.fingerprint_problem = fingerprint.wait()
     last = evidence.runs[-1]
     status, message = describe_exit(last.exit_code, last.oom_killed, request.command, image.reference)
     return save(evidence, status, message)
+
+
+def wants_fingerprint(request: ReplayRequest, lock: Snapshot) -> bool:
+    """``--fingerprint``/``--no-fingerprint``, else whenever the lock has one to compare with."""
+    return request.fingerprint if request.fingerprint is not None else lock.fingerprints is not None
 
 
 def _take_probe(evidence: Evidence, probe: ProbeJob) -> None:
@@ -253,6 +268,8 @@ def _snapshot_b(evidence: Evidence) -> Snapshot | None:
         return None
     first = evidence.runs[0] if evidence.runs else None
     git = host_git(evidence.request.cwd) if evidence.lock.git is not None else None
+    if evidence.fingerprint is not None:
+        snapshot = with_fingerprints(snapshot, evidence.fingerprint)
     return replace(snapshot, git=git, precision=evidence.precision,
                    outputs=first.outputs if first and evidence.request.outputs else None).with_digest()
 
@@ -292,6 +309,8 @@ def save(evidence: Evidence, status: ReplayStatus, message: str | None) -> Repla
         outputs=outputs_section(evidence.folder, evidence.lock, request.outputs, evidence.replay_id, first,
                                 evidence.replay_dir) if request.outputs and first is not None else None,
         repeat=repeat_section(evidence.runs, request.outputs, evidence.replay_dir) if request.repeat > 1 else None,
+        fingerprint=fingerprint_section(evidence.lock.fingerprints, evidence.fingerprint, evidence.fingerprint_problem)
+        if wants_fingerprint(request, evidence.lock) and evidence.runs else None,
         warnings=tuple(evidence.warnings))
     saved = []
     try:
