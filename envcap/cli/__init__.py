@@ -23,6 +23,7 @@ COMMANDS = {
     "replay": "envcap.cli.replay",
     "diff": "envcap.cli.diff",
     "fingerprint": "envcap.cli.fingerprint",
+    "bisect": "envcap.cli.bisect",
 }
 
 
