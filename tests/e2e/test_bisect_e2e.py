@@ -25,7 +25,7 @@ import pytest
 
 from envcap.engine import connect
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.network]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.network, pytest.mark.usefixtures("clean_numerics_env")]
 
 WORKLOADS = Path(__file__).resolve().parent.parent / "data" / "bisect"
 SKLEARN_A = ["scikit-learn==1.3.2", "joblib==1.3.2", "threadpoolctl==3.2.0", "click==8.1.3", "packaging==23.1",

@@ -2,9 +2,10 @@
 threads and ISA, and Python 3.8. Venvs come from PyPI once per session (tests/venvs.py); no engine is needed.
 
 What this machine showed when these tests were written (AMD EPYC with AVX-512): switching NumPy's AVX-512
-targets off changes float64 exp and power (and log, float32 power) by one ULP; OpenBLAS already runs its
-Haswell kernels here, so OPENBLAS_CORETYPE=Haswell changes nothing, while SkylakeX (or Sandybridge) changes the
-float32 GEMM. The tests ask the CPU and OpenBLAS what they are, so they hold on other machines too.
+targets off changes float64 exp and power (and log, float32 power) by one ULP; OpenBLAS picks its SkylakeX
+kernels here by default, and OPENBLAS_CORETYPE=Haswell changes the float32 GEMM (and the LAPACK solve). This
+machine exports OPENBLAS_CORETYPE=Haswell to every process, which hides the default: the tests clear such
+variables first (``clean_numerics_env``), and ask the CPU and OpenBLAS what they are, so they hold elsewhere.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from envcap.explain import diff
 from envcap.lock import PythonEnv, Snapshot
 from envcap.probe.fingerprint import FINGERPRINT_SCRIPT, parse_fingerprint_output, with_fingerprints
 
-pytestmark = [pytest.mark.slow, pytest.mark.network]
+pytestmark = [pytest.mark.slow, pytest.mark.network, pytest.mark.usefixtures("clean_numerics_env")]
 
 # Every AVX-512 target name either NumPy generation dispatches (1.x: AVX512F.., 2.x: X86_V4..); NumPy ignores,
 # with an ImportWarning, a name it does not dispatch.
@@ -77,13 +78,13 @@ def openblas_core(python: Path, env: dict[str, str] | None = None) -> str:
     return cores[0]
 
 
-def test_another_openblas_core_changes_the_float32_gemm(venvs) -> None:  # type: ignore[no-untyped-def]
+def test_openblas_coretype_haswell_changes_the_float32_gemm(venvs) -> None:  # type: ignore[no-untyped-def]
     python = venvs.python(["numpy==2.2.6"])
     default = openblas_core(python)
     plain, _ = run(python)
-    if default != "Haswell":
+    if default != "Haswell":  # this machine: SkylakeX by default
         other = "Haswell"
-    else:  # this machine: OpenBLAS already runs its Haswell kernels, so asking for them changes nothing
+    else:  # a CPU whose own choice is Haswell: another core must show the same
         same, _ = run(python, {"OPENBLAS_CORETYPE": "Haswell"})
         assert changed(plain, same) == set()
         other = "SkylakeX" if "avx512f" in cpu_flags() else "Sandybridge"

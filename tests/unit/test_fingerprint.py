@@ -102,6 +102,7 @@ def test_a_tensor_without_numpy_hashes_like_the_array(script: ModuleType) -> Non
     assert through_values == through_numpy
 
 
+@pytest.mark.usefixtures("clean_numerics_env")
 def test_the_suite_agrees_with_itself_across_runs_and_thread_counts() -> None:
     """No flaky kernel: the same environment always gives the same bits, whatever the thread variables say."""
     pytest.importorskip("numpy")
