@@ -56,13 +56,15 @@ class _ReplayCommand(click.Command):
 @click.option("--markdown", "markdown_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the report as Markdown (for an issue or pull request).")
 @click.option("--user", metavar="UID:GID", help="Run as this user (default: yours, so files written belong to you).")
+@click.option("--match", "match", is_flag=True,
+              help="Neutralise the host difference: the original's thread counts, ISA caps and TF32 settings.")
 @click.option("--fingerprint/--no-fingerprint", "fingerprint", default=None,
               help="Measure the image's numeric fingerprint beside the workload (default: when the lock has one).")
 @verbose_option
 @click.pass_context
 def command(ctx: click.Context, lock_dir: Path, image: str | None, base_image: str | None, gpus: GpuChoice,
             outputs: tuple[str, ...], repeat: int, report_file: Path | None, markdown_file: Path | None,
-            user: str | None, fingerprint: bool | None) -> None:
+            user: str | None, match: bool, fingerprint: bool | None) -> None:
     """Rerun CMD (after --) in the image of the snapshot DIR (default .envcap/) and report what differs."""
     from envcap.errors import UsageError
     from envcap.replay import ReplayFailed, ReplayInterrupted, ReplayRequest, replay
@@ -75,7 +77,7 @@ def command(ctx: click.Context, lock_dir: Path, image: str | None, base_image: s
     request = ReplayRequest(lock_dir=lock_dir, command=tuple(workload), cwd=Path.cwd(), image=image,
                             base_image=base_image, gpus=gpus, outputs=outputs, repeat=repeat, user=user,
                             tty=sys.stdin.isatty() and sys.stdout.isatty(), interactive=interactive_stdin,
-                            host_env=dict(os.environ), fingerprint=fingerprint)
+                            host_env=dict(os.environ), fingerprint=fingerprint, match=match)
     engine = engine_from(ctx)
 
     def on_output(chunk: bytes, stream: str) -> None:

@@ -263,6 +263,23 @@ def _hardware(original: Snapshot, host_cpu: Cpu | None, host_gpu: Gpu | None) ->
     return out
 
 
+def render_lines(match: MatchPlan) -> list[str]:
+    """The report's lines for --match (text and Markdown use the same sentences)."""
+    lines = ["Matched to the original host (--match):"]
+    for item in match.matched:
+        variables = " ".join(f"{k}={v}" for k, v in sorted(item.variables.items()))
+        lines.append(f"  {item.kind:8} {variables}: {item.why}")
+    if not match.matched:
+        lines.append("  nothing needed setting: this host already behaves as the original in what software can set")
+    if match.kept:
+        lines.append("  kept     " + " ".join(f"{k}={v}" for k, v in sorted(match.kept.items()))
+                     + ": the original's own settings, from the lock")
+    for missing in match.unmatched:
+        lines.append(f"  cannot match {missing.fact}: {missing.original or '?'} (original) → {missing.here or '?'} "
+                     f"(here): {missing.why}")
+    return lines
+
+
 def host_cpu() -> Cpu | None:
     """This machine's CPU, read by the probe's own reader (the replay's container sees the same CPU)."""
     from envcap._serde import ShapeError, from_json
@@ -276,4 +293,4 @@ def host_cpu() -> Cpu | None:
 
 __all__ = ["ISA_VARIABLES", "NUMPY_TARGETS", "TF32_VARIABLES", "THREAD_VARIABLES", "MatchKind", "MatchPlan",
            "Matched", "Unmatched", "aten_capability", "host_cpu", "mkl_instructions", "onednn_isa", "openblas_core",
-           "plan"]
+           "plan", "render_lines"]

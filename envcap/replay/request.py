@@ -32,6 +32,7 @@ class ReplayRequest:
     interactive: bool = False
     host_env: Mapping[str, str] = field(default_factory=dict)  # for values the lock redacted
     fingerprint: bool | None = None  # measure the image's numeric fingerprint; None: when the lock has one
+    match: bool = False  # the original's thread counts, ISA caps and TF32 settings (envcap.replay.match)
 
 
 def check_request(request: ReplayRequest) -> None:

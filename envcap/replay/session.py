@@ -31,12 +31,15 @@ from envcap.engine import ContainerEngine, Mount, OutputCallback, RunSpec
 from envcap.engine.errors import EngineError
 from envcap.errors import EnvcapError, OutputError, PreflightError
 from envcap.fs import atomic_write
-from envcap.lock import GitState, Gpu, Snapshot, dumps, load_lock, lock_path, now_utc
+from envcap.lock import Cpu, GitState, Gpu, Snapshot, dumps, load_lock, lock_path, now_utc
 from envcap.probe.fingerprint import FingerprintRun, with_fingerprints
 from envcap.replay.container_probe import ProbeJob, ask_arch_list
 from envcap.replay.fingerprint import fingerprint_job
 from envcap.replay.fingerprint import section as fingerprint_section
 from envcap.replay.image import REPLAYS, ReplayImage, resolve_image
+from envcap.replay.match import MatchPlan
+from envcap.replay.match import host_cpu as match_host_cpu
+from envcap.replay.match import plan as match_plan
 from envcap.replay.outputs import outputs_section, repeat_section
 from envcap.replay.preflight import (
     PreflightCheck,
@@ -91,6 +94,7 @@ class Evidence:
     runs: list[RunRecord] = field(default_factory=list)
     snapshot: Snapshot | None = None  # B, as probed in the image
     fingerprint: FingerprintRun | None = None  # B's numeric fingerprint, measured beside the workload
+    match: MatchPlan | None = None  # --match: the variables that neutralise the host difference
     fingerprint_problem: str | None = None
     precision: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
@@ -108,7 +112,7 @@ def _host_gpu_default() -> Gpu:
 
 def replay(request: ReplayRequest, *, engine: ContainerEngine, on_output: OutputCallback | None = None,
            host_gpu: Callable[[], Gpu] = _host_gpu_default,
-           build_progress: BuildProgress | None = None) -> ReplayReport:
+           build_progress: BuildProgress | None = None, host_cpu: Callable[[], Cpu | None] = match_host_cpu) -> ReplayReport:
     """Runs the replay; returns the report (also when the workload fails) and saves it.
 
     Raises ReplayFailed (its ``cause`` a PreflightError, an EngineError or another EnvcapError)
@@ -121,7 +125,7 @@ def replay(request: ReplayRequest, *, engine: ContainerEngine, on_output: Output
                         user=request.user or f"{os.getuid()}:{os.getgid()}", gpus=decide_gpus(request.gpus, lock))
     engine.ping()
     try:
-        return _replay(evidence, engine, on_output, host_gpu, build_progress)
+        return _replay(evidence, engine, on_output, host_gpu, build_progress, host_cpu)
     except KeyboardInterrupt:
         _sweep_containers(engine, evidence.replay_id)
         raise ReplayInterrupted(save(evidence, "interrupted", "interrupted (Ctrl-C); the container was stopped.")) \
@@ -156,7 +160,8 @@ def _sweep_containers(engine: ContainerEngine, replay_id: str) -> None:
 
 
 def _replay(evidence: Evidence, engine: ContainerEngine, on_output: OutputCallback | None,
-            host_gpu: Callable[[], Gpu], build_progress: BuildProgress | None) -> ReplayReport:
+            host_gpu: Callable[[], Gpu], build_progress: BuildProgress | None,
+            host_cpu: Callable[[], Cpu | None]) -> ReplayReport:
     request, lock = evidence.request, evidence.lock
     evidence.replay_dir.mkdir(parents=True, exist_ok=True)
 
@@ -177,6 +182,9 @@ def _replay(evidence: Evidence, engine: ContainerEngine, on_output: OutputCallba
 
     env, env_warnings = workload_env(lock, request.host_env)
     evidence.warnings += env_warnings
+    if request.match:  # the original's threads, ISA caps and TF32; the lock's own variables always win
+        evidence.match = match_plan(lock, host_cpu(), host if evidence.gpus else None)
+        env |= {k: v for k, v in evidence.match.env.items() if k not in env}
     cwd = str(request.cwd)
     base = RunSpec(image=image.id, command=request.command, workdir=cwd, user=evidence.user, env=env,
                    mounts=(Mount(cwd, cwd),), gpus=evidence.gpus, labels={REPLAY_LABEL: evidence.replay_id},
@@ -311,6 +319,7 @@ def save(evidence: Evidence, status: ReplayStatus, message: str | None) -> Repla
         repeat=repeat_section(evidence.runs, request.outputs, evidence.replay_dir) if request.repeat > 1 else None,
         fingerprint=fingerprint_section(evidence.lock.fingerprints, evidence.fingerprint, evidence.fingerprint_problem)
         if wants_fingerprint(request, evidence.lock) and evidence.runs else None,
+        match=evidence.match,
         warnings=tuple(evidence.warnings))
     saved = []
     try:
