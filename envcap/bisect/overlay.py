@@ -24,6 +24,7 @@ from envcap.engine import BuildEvent, ContainerEngine
 from envcap.fs import atomic_write
 
 OVERLAY_LABEL = "io.envcap.bisect-overlay"
+BASE_LABEL = "io.envcap.bisect-base"  # the image the layer sits on, so a layer can be found (and removed) by it
 OVERLAY_REPOSITORY = "envcap-bisect"
 PIP_VENV = "/opt/envcap-overlay-pip"
 
@@ -95,10 +96,10 @@ def build_overlay(engine: ContainerEngine, *, base_id: str, venv: str, user: str
         (folder / "overlay").mkdir(exist_ok=True)
         atomic_write(folder / "overlay" / "requirements.txt", overlay_requirements(install))
         atomic_write(folder / "Dockerfile", render_overlay(base_id, venv, user, install, remove, digest))
-        info = engine.build(folder, tag=tag, labels={OVERLAY_LABEL: digest}, on_event=on_event)
+        info = engine.build(folder, tag=tag, labels={OVERLAY_LABEL: digest, BASE_LABEL: base_id}, on_event=on_event)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return Overlay(info.id, tag, True, clock() - started)
 
 
-__all__ = ["OVERLAY_LABEL", "Overlay", "build_overlay", "overlay_digest", "overlay_requirements", "render_overlay"]
+__all__ = ["BASE_LABEL", "OVERLAY_LABEL", "Overlay", "build_overlay", "overlay_digest", "overlay_requirements", "render_overlay"]

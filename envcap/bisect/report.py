@@ -71,6 +71,7 @@ class BisectReport:
     builds: int = 0  # images built (A's and B's when not cached, and every new intermediate layer)
     images_reused: int = 0
     seconds: float = 0.0
+    setup_seconds: float = 0.0  # before the first run: A's image (built or found), B's wheels, the candidates
     deciding_files: tuple[str, ...] = ()  # outputs that are stable and differ between A and A + all
     unstable_files: tuple[str, ...] = ()  # outputs that differ between two runs of the same environment
     matched: bool = True  # each side ran with its original's thread counts and ISA caps

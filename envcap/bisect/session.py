@@ -132,6 +132,7 @@ class _Bisect:
         self.deciding: dict[str, tuple[str | None, str | None]] = {}  # path -> (A's sha, B's sha)
         self.notes_out: list[str] = []
         self.unstable: set[str] = set()
+        self.setup_seconds = 0.0
 
     # ---------------------------------------------------------------------------------------- setup
     def _prepare(self) -> None:
@@ -159,6 +160,7 @@ class _Bisect:
                                   for c in (*self.choices_a.values(), *self.choices_b.values())
                                   if c.artifact.sha256.lower() in paths}
         self.sets = PackageSets(self.a, self.b, self._requirements, compiler=self.compiler)
+        self.setup_seconds = self.clock() - self.started
 
     def _requirements(self, name: str, version: str) -> tuple[str, ...] | None:
         path = self.requirement_files.get((name, version))
@@ -276,7 +278,9 @@ class _Bisect:
             record = replace(record, outcome=self._classify(record))
             self.runs.append(record)
             done.append(record)
-            self.notes(f"run {index}: {config.label} → {record.outcome} ({record.seconds:.1f} s)")
+            seen = record.outcome if self.deciding else ", ".join(
+                f"{path} {sha[:10]}" for path, sha in sorted(record.outputs.items())) or f"exit {record.exit_code}"
+            self.notes(f"run {index}: {config.label} → {seen} ({record.seconds:.1f} s)")
         return done
 
     def _classify(self, run: BisectRun) -> RunOutcome:
@@ -364,7 +368,8 @@ class _Bisect:
             return None
         self._count(not result.cached)
         config = _Config(label="B as locked", applied=(), env={"HOME": CONTAINER_HOME, "PYTHONUNBUFFERED": "1"}
-                         | self.candidates.env_b, command=self.request.command, built=not result.cached)
+                         | self.candidates.env_b, command=self.request.command, built=not result.cached,
+                         build_seconds=result.seconds)
         runs = self._run(config, times=times, image=result.tag, image_id=result.image_id)
         outcomes = {r.outcome for r in runs}
         outcome: RunOutcome = runs[0].outcome if len(outcomes) == 1 else "unstable"
@@ -431,6 +436,7 @@ class _Bisect:
             culprits=culprits, harmless=harmless, harmless_proof=proof, untested=self.candidates.untested,
             notes=tuple(self.notes_out + (extra_notes or [])), candidates=len(self.groups), runs=tuple(self.runs),
             builds=self.builds, images_reused=self.reused, seconds=self.clock() - self.started,
+            setup_seconds=self.setup_seconds,
             deciding_files=tuple(sorted(self.deciding)), unstable_files=tuple(sorted(self.unstable)),
             matched=self.request.match, b_as_locked=b_outcome, folder=str(self.folder))
 

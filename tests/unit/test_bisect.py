@@ -207,7 +207,7 @@ def test_a_layer_is_content_addressed_hermetic_and_built_once(tmp_path: Path) ->
                           remove=["tzdata"], wheelhouse=wheelhouse, workdir=tmp_path / "ctx")
     assert first.built and not again.built and first.image_id == again.image_id
     (sent,) = engine.builds
-    assert sent.labels == {OVERLAY_LABEL: digest}
+    assert sent.labels == {OVERLAY_LABEL: digest, "io.envcap.bisect-base": "sha256:base"}
     requirements = sent.files["overlay/requirements.txt"].decode()
     assert f"--hash=sha256:{install[0].artifact.sha256}" in requirements
     assert "overlay/joblib-1.4.2-py3-none-any.whl" in sent.files
@@ -356,3 +356,22 @@ def test_the_cli_needs_outputs_and_a_command(cli, tmp_path: Path) -> None:  # ty
     assert result.exit_code == 2 and "--outputs" in result.stderr
     result = cli.invoke(main, ["bisect", str(tmp_path), str(tmp_path), "--outputs", "out/*"], obj={"engine": FakeEngine()})
     assert result.exit_code == 2 and "no command to bisect" in result.stderr
+
+
+BISECT_KEYS = {"format", "kind", "bisect_id", "created_at", "envcap_version", "a", "b", "a_digest", "b_digest",
+               "command", "patterns", "workdir", "status", "message", "culprits", "harmless", "harmless_proof",
+               "untested", "notes", "candidates", "runs", "builds", "images_reused", "seconds", "setup_seconds",
+               "deciding_files", "unstable_files", "matched", "b_as_locked", "folder"}
+
+
+def test_bisect_json_contract(tmp_path: Path) -> None:
+    index = LocalIndex(tmp_path / "index")
+    a = make_snapshot(released(index, "sk", "1.3"), released(index, "click", "8.1.3"))
+    b = make_snapshot(released(index, "sk", "1.5"), released(index, "click", "8.1.7"))
+    report, _ = session(tmp_path, a, b, lambda versions, env: {"km.json": versions["sk"]})
+    document = to_document(report)
+    assert set(document) == BISECT_KEYS and document["kind"] == "bisect-report" and document["format"] == 1
+    assert set(document["culprits"][0]) == {"fact", "a", "b", "kind", "group"}
+    assert set(document["runs"][0]) == {"index", "config", "applied", "coupled", "compiled", "image", "image_built",
+                                        "build_seconds", "exit_code", "outputs", "outcome", "seconds", "note"}
+    assert set(document["untested"][0]) == {"fact", "a", "b", "severity", "why"} if document["untested"] else True
