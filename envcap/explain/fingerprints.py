@@ -35,7 +35,8 @@ class KernelValue:
     fingerprint: Fingerprint
 
     def __str__(self) -> str:
-        threads = f" ({self.fingerprint.threads} threads)" if self.fingerprint.threads else ""
+        count = self.fingerprint.threads
+        threads = f" ({count} thread{'s' if count != 1 else ''})" if count else ""
         return f"{self.fingerprint.sha256[:12]}{threads}"
 
     def __eq__(self, other: object) -> bool:
@@ -62,12 +63,12 @@ class Distance:
     def text(self) -> str:
         if self.compared == 0:
             return "the results cannot be paired value by value"
-        where = "" if self.whole else f" of {self.compared} sampled values"
         if self.differing == 0:
             return f"the {self.compared} sampled values are equal; the difference lies outside them"
+        counted = f"{self.differing} of {self.compared}{'' if self.whole else ' sampled'} values differ"
         if self.max_ulp is None:
-            return f"{self.differing}{where or f' of {self.compared}'} values differ"
-        return f"largest ULP distance {self.max_ulp:,} ({self.differing}{where or f' of {self.compared}'} values differ)"
+            return counted
+        return f"largest ULP distance {self.max_ulp:,} ({counted})"
 
 
 def _values(fp: Fingerprint) -> list[float] | list[int] | None:

@@ -264,6 +264,8 @@ def test_envcap_fingerprint_json(cli) -> None:  # type: ignore[no-untyped-def]
     assert document["kind"] == "fingerprint" and document["format"] == 1
     assert document["kernels"]["numpy.exp_f64"]["dtype"] == "float64"
     assert document["context"]["numpy"]
+    text = cli.invoke(main, ["fingerprint", "--only", "numpy"])
+    assert text.exit_code == 0 and "fingerprint.numpy.gemm_f32" in text.stdout and "kernels in" in text.stdout
 
 
 def test_snapshot_fingerprint_records_the_kernels_and_the_default_path_never_loads_them(
