@@ -27,6 +27,10 @@ OVERLAY_LABEL = "io.envcap.bisect-overlay"
 BASE_LABEL = "io.envcap.bisect-base"  # the image the layer sits on, so a layer can be found (and removed) by it
 OVERLAY_REPOSITORY = "envcap-bisect"
 PIP_VENV = "/opt/envcap-overlay-pip"
+# pip's own wheel, as Debian's python3-venv and the official python images ship it: run from the wheel, it costs
+# a second where making a throwaway venv (ensurepip) costs five; the venv stays the fallback.
+PIP_WHEELS = ("/usr/share/python-wheels/pip-*.whl", "/usr/local/lib/python3*/ensurepip/_bundled/pip-*.whl",
+              "/usr/lib/python3*/ensurepip/_bundled/pip-*.whl")
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ class Overlay:
 
 
 def overlay_digest(base_id: str, install: Sequence[Choice], remove: Sequence[str]) -> str:
-    payload = {"format": 1, "base": base_id, "remove": sorted(remove),
+    payload = {"format": 2, "base": base_id, "remove": sorted(remove),
                "install": sorted([c.name, c.version, c.artifact.filename, c.artifact.sha256.lower()] for c in install)}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -46,8 +50,10 @@ def overlay_digest(base_id: str, install: Sequence[Choice], remove: Sequence[str
 
 def render_overlay(base_id: str, venv: str, user: str, install: Sequence[Choice], remove: Sequence[str],
                    digest: str) -> str:
-    steps = [f"python3 -m venv {PIP_VENV}"]
-    pip = f"{PIP_VENV}/bin/pip --python {venv}/bin/python"
+    steps = [f'PIP_WHEEL="$(ls {" ".join(PIP_WHEELS)} 2>/dev/null | head -n 1)"',
+             f'if [ -n "$PIP_WHEEL" ]; then PIP="python3 $PIP_WHEEL/pip"; '
+             f'else python3 -m venv {PIP_VENV} && PIP={PIP_VENV}/bin/pip; fi']
+    pip = f"$PIP --python {venv}/bin/python"
     if remove:
         steps.append(f"{pip} uninstall --yes {' '.join(sorted(remove))}")
     if install:
