@@ -25,7 +25,7 @@ from pathlib import Path
 
 from envcap import __version__
 from envcap._subprocess import Runner, run
-from envcap.bisect.candidates import Candidates, Group, candidates
+from envcap.bisect.candidates import Candidates, Group, Untested, candidates
 from envcap.bisect.ddmin import Outcome, ddmin
 from envcap.bisect.overlay import build_overlay
 from envcap.bisect.report import BisectReport, BisectRun, BisectStatus, Culprit, RunOutcome
@@ -132,6 +132,7 @@ class _Bisect:
         self.deciding: dict[str, tuple[str | None, str | None]] = {}  # path -> (A's sha, B's sha)
         self.notes_out: list[str] = []
         self.unstable: set[str] = set()
+        self.extra_untested: list[Untested] = []
         self.setup_seconds = 0.0
 
     # ---------------------------------------------------------------------------------------- setup
@@ -153,6 +154,7 @@ class _Bisect:
                     self.choices_b[choice.name] = choice
             except ArtifactError as exc:
                 self.notes_out.append(f"B's {dist.name} {dist.version} cannot go into A's image: {exc.message}")
+        self._drop_uninstallable()
         artifacts = [c.artifact for c in (*self.choices_a.values(), *self.choices_b.values()) if not c.build_from_sdist]
         self.notes(f"checking {len(artifacts)} wheels against the lock (hash-checked cache)")
         paths = self.wheelhouse.fetch(artifacts)
@@ -161,6 +163,21 @@ class _Bisect:
                                   if c.artifact.sha256.lower() in paths}
         self.sets = PackageSets(self.a, self.b, self._requirements, compiler=self.compiler)
         self.setup_seconds = self.clock() - self.started
+
+    def _drop_uninstallable(self) -> None:
+        """A release of B with no file for A's image cannot be put there: untested, not a failed run."""
+        kept = []
+        for group in self.groups:
+            missing = [d for d in group.differences if d.kind == "package" and d.b is not None
+                       and d.name not in self.choices_b]
+            if not missing:
+                kept.append(group)
+                continue
+            for d in missing:
+                self.extra_untested.append(Untested(d.fact, d.a or "absent", d.b or "absent", "unranked",
+                                                    f"B's {d.name} {d.b} has no file that installs in A's image "
+                                                    f"({self.inputs.target.describe()})"))
+        self.groups = tuple(kept)
 
     def _requirements(self, name: str, version: str) -> tuple[str, ...] | None:
         path = self.requirement_files.get((name, version))
@@ -309,6 +326,9 @@ class _Bisect:
             return self._report("no-difference", "A and B differ in nothing that can be varied here; the untested "
                                 "differences below are all that is left.")
         self._prepare()
+        if not self.groups:
+            return self._report("no-difference", "no difference between A and B can be put into A's image here; the "
+                                "untested differences below are all that is left.")
         endpoint = self.request.repeat or 2
         everything = frozenset(range(len(self.groups)))
         a_runs = self._run(self._config(frozenset()), times=endpoint)
@@ -433,7 +453,8 @@ class _Bisect:
             bisect_id=self.id, created_at=now_utc(), envcap_version=__version__, a=str(self.request.a_dir),
             b=str(self.request.b_dir), a_digest=self.a.digest, b_digest=self.b.digest, command=self.request.command,
             patterns=self.request.outputs, workdir=str(self.request.cwd), status=status, message=message,
-            culprits=culprits, harmless=harmless, harmless_proof=proof, untested=self.candidates.untested,
+            culprits=culprits, harmless=harmless, harmless_proof=proof,
+            untested=self.candidates.untested + tuple(self.extra_untested),
             notes=tuple(self.notes_out + (extra_notes or [])), candidates=len(self.groups), runs=tuple(self.runs),
             builds=self.builds, images_reused=self.reused, seconds=self.clock() - self.started,
             setup_seconds=self.setup_seconds,

@@ -351,6 +351,18 @@ def test_outputs_that_do_not_differ_here_leave_only_the_untested(tmp_path: Path)
     assert "python.version" in {u.fact for u in report.untested}
 
 
+def test_a_release_with_no_file_for_the_image_is_untested_not_a_failed_run(tmp_path: Path) -> None:
+    index = LocalIndex(tmp_path / "index")
+    a = make_snapshot(released(index, "sk", "1.3"), released(index, "click", "8.1.3"))
+    windows_only = dist("click", "8.1.7", index.add("click-8.1.7-cp311-cp311-win_amd64.whl"))
+    b = make_snapshot(released(index, "sk", "1.5"), windows_only)
+    report, _ = session(tmp_path, a, b, lambda versions, env: {"km.json": versions["sk"]})
+    assert [c.fact for c in report.culprits] == ["pkg.sk"]
+    (untested,) = [u for u in report.untested if u.fact == "pkg.click"]
+    assert "no file that installs in A's image" in untested.why
+    assert all(r.outcome != "failed" for r in report.runs)
+
+
 def test_the_cli_needs_outputs_and_a_command(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     result = cli.invoke(main, ["bisect", str(tmp_path), str(tmp_path), "--", "python", "x.py"])
     assert result.exit_code == 2 and "--outputs" in result.stderr
