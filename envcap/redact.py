@@ -63,6 +63,8 @@ def public_source(remote: str | None) -> str | None:
     if not remote:
         return None
     remote = remote.strip()
+    if re.search(r"[\s\"'<>\\`\x00-\x1f\x7f]", remote):
+        return None  # not a URL anyone would write; it never reaches a label
     if remote.startswith(("https://", "http://")):
         cleaned = redact_text(remote)
         cleaned = re.sub(r"^(https?://)[^/@]*@", r"\1", cleaned)  # no user name either, redacted or not

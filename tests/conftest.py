@@ -65,3 +65,26 @@ def probe() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def venvs(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """Real venvs by requirements, made once (see tests/venvs.py); ENVCAP_TEST_VENVS keeps them across sessions."""
+    from tests.venvs import VenvCache
+
+    root = os.environ.get("ENVCAP_TEST_VENVS")
+    return VenvCache(Path(root) if root else tmp_path_factory.getbasetemp() / "venvs")
+
+
+# Variables that steer numerics libraries. Some machines set them for every process (this one exports
+# OPENBLAS_CORETYPE=Haswell and OPENBLAS_L2_SIZE); a test that measures a library's own defaults, or that
+# snapshots an environment, must not inherit them.
+NUMERICS_PREFIXES = ("OPENBLAS_", "GOTO_", "OMP_", "MKL_", "KMP_", "NPY_", "ATEN_", "ONEDNN_", "DNNL_", "BLIS_",
+                     "NVIDIA_TF32_", "TORCH_ALLOW_TF32")
+
+
+@pytest.fixture
+def clean_numerics_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(NUMERICS_PREFIXES):
+            monkeypatch.delenv(name, raising=False)

@@ -23,6 +23,8 @@ COMMANDS = {
     "replay": "envcap.cli.replay",
     "diff": "envcap.cli.diff",
     "fleet": "envcap.cli.fleet",
+    "fingerprint": "envcap.cli.fingerprint",
+    "bisect": "envcap.cli.bisect",
 }
 
 

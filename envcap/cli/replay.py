@@ -66,12 +66,16 @@ class _ReplayCommand(click.Command):
 @click.option("--allow-broad-mount", is_flag=True,
               help="Mount the working tree even when it is / or your home folder itself.")
 @json_option
+@click.option("--match", "match", is_flag=True,
+              help="Neutralise the host difference: the original's thread counts, ISA caps and TF32 settings.")
+@click.option("--fingerprint/--no-fingerprint", "fingerprint", default=None,
+              help="Measure the image's numeric fingerprint beside the workload (default: when the lock has one).")
 @verbose_option
 @click.pass_context
 def command(ctx: click.Context, lock_dir: Path, image: str | None, base_image: str | None, gpus: GpuChoice,
             outputs: tuple[str, ...], repeat: int, report_file: Path | None, markdown_file: Path | None,
             user: str | None, mounts: tuple[str, ...], env_args: tuple[str, ...], env_files: tuple[Path, ...],
-            allow_broad_mount: bool, as_json: bool) -> None:
+            allow_broad_mount: bool, as_json: bool, match: bool, fingerprint: bool | None) -> None:
     """Rerun CMD (after --) in the image of the snapshot DIR (default .envcap/) and report what differs."""
     from envcap.errors import UsageError
     from envcap.replay import ReplayFailed, ReplayInterrupted, ReplayRequest, replay
@@ -85,7 +89,7 @@ def command(ctx: click.Context, lock_dir: Path, image: str | None, base_image: s
                             base_image=base_image, gpus=gpus, outputs=outputs, repeat=repeat, user=user,
                             tty=sys.stdin.isatty() and sys.stdout.isatty(), interactive=interactive_stdin,
                             mounts=mounts, env=explicit_env(env_args, env_files, os.environ), host_env=dict(os.environ),
-                            allow_broad_mount=allow_broad_mount)
+                            allow_broad_mount=allow_broad_mount, fingerprint=fingerprint, match=match)
     engine = engine_from(ctx)
     json_out = as_json or report_file == Path("-")  # stdout carries the one JSON document then
 

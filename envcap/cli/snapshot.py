@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 @base_image_option("Record IMG as the image to rebuild on (build and the Dockerfile use it) instead of choosing one.")
 @click.option("--deep", is_flag=True, help="Also import numpy/torch for threadpoolctl's and torch's live view.")
 @click.option("--offline", is_flag=True, help="Take hashes only from the cache and local wheels.")
+@click.option("--fingerprint", "fingerprint", is_flag=True,
+              help="Also run seeded numpy/scipy/torch kernels and record a hash of each result (a second or more).")
 @json_option
 @verbose_option
 @click.option("--outputs", "outputs", metavar="PATTERN", multiple=True,
@@ -34,11 +36,12 @@ if TYPE_CHECKING:
 @click.argument("workload", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD...]")
 @click.pass_context
 def command(ctx: click.Context, python: str | None, out_dir: Path, base_image: str | None, deep: bool,
-            offline: bool, as_json: bool, outputs: tuple[str, ...], workload: tuple[str, ...]) -> None:
+            offline: bool, fingerprint: bool, as_json: bool, outputs: tuple[str, ...],
+            workload: tuple[str, ...]) -> None:
     """Describe an interpreter's environment and write a lock, requirements.lock and a Dockerfile."""
     with _HashProgress(enabled=not as_json and interactive()) as progress:
         result = take(python, out_dir, base_image=base_image, deep=deep, offline=offline, workload=workload,
-                      outputs=outputs, quiet_stdout=as_json, on_stage=progress.on_stage,
+                      outputs=outputs, quiet_stdout=as_json, fingerprint=fingerprint, on_stage=progress.on_stage,
                       on_release=progress.on_release)
     snapshot, native = result.snapshot, result.native
     described = result.interpreter.describe() if result.interpreter else None

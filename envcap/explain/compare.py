@@ -11,6 +11,8 @@ plain data that can be read, tested and printed; the code that knows how to comp
 - ``set``: members added and removed (CPU feature flags, BLAS backends).
 - ``threshold``: whether the two values fall on different sides of a limit (compute capability 8.0,
   where TF32 starts); a plain numeric difference is ``changed``.
+- ``fingerprint``: two measured kernel results (``rounding``, ``values``, ``threads``; see
+  ``envcap.explain.fingerprints``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-COMPARISONS = ("equal", "version", "package", "set", "threshold")
+COMPARISONS = ("equal", "version", "package", "set", "threshold", "fingerprint")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,10 @@ def compare(how: str, a: Any, b: Any, threshold: float | None = None) -> Change 
         return _set(a, b)
     if how == "threshold":
         return _threshold(a, b, threshold)
+    if how == "fingerprint":  # measured kernel results: bits, then ULPs (explain.fingerprints)
+        from envcap.explain.fingerprints import compare_kernels
+
+        return compare_kernels(a, b)
     raise ValueError(f"unknown comparison {how!r}; expected one of {', '.join(COMPARISONS)}")
 
 

@@ -146,6 +146,12 @@ def facts_of(snapshot: Snapshot) -> FactView:
     if snapshot.source in COMPLETE_PACKAGE_SOURCES:
         closed.append("pkg.")
 
+    if snapshot.fingerprints is not None:  # measured: a kernel missing from the suite's result is known absent
+        from envcap.explain.fingerprints import kernel_values
+
+        v.update(kernel_values(snapshot.fingerprints))
+        closed.append("fingerprint.")
+
     g = snapshot.git
     if g:
         _put(v, "git.commit", g.commit)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from envcap.explain.compare import Change, compare, parse_version
 from envcap.explain.derive import enrich
 from envcap.explain.facts import FactView, facts_of, how_derived
+from envcap.explain.fingerprints import KernelValue
 from envcap.explain.rules import RULES, SEVERITIES, AllOf, AnyOf, Cond, Rule, Severity
 from envcap.lock import Snapshot
 
@@ -80,6 +81,8 @@ class DiffReport:
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, KernelValue):
+        return value.to_json()
     if isinstance(value, (frozenset, set)):
         return sorted(str(v) for v in value)
     if isinstance(value, tuple):

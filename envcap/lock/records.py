@@ -280,6 +280,23 @@ class OutputFingerprint:
 
 
 @dataclass(frozen=True)
+class Fingerprint:
+    """One seeded kernel's result (``envcap snapshot --fingerprint``), hashed bit for bit.
+
+    Why a sample beside the hash: when two environments' hashes differ, the sampled values (the same
+    positions on both sides) give the largest distance in units in the last place, which tells rounding
+    noise from another algorithm or random stream. ``threads`` is set for kernels that run threaded.
+    """
+
+    sha256: str
+    dtype: str  # float32, float64, int64 (complex results are stored as their real and imaginary parts)
+    shape: tuple[int, ...]
+    sample: str = ""  # hex of up to 64 little-endian elements, evenly spread over the flattened result
+    sampled: bool = False  # True: ``sample`` holds a subset; False: the whole result
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
 class BaseImage:
     """The image the environment is rebuilt on, decided when the snapshot was taken.
 
@@ -337,6 +354,8 @@ class Snapshot:
     unavailable: tuple[Unavailable, ...] = ()
     warnings: tuple[str, ...] = ()
     build: BuildChoices | None = None  # None in foreign reports and in schema-1 locks (derived then)
+    # "numpy.gemm_f32" (the fact fingerprint.numpy.gemm_f32) -> its result; None: not measured (no --fingerprint)
+    fingerprints: dict[str, Fingerprint] | None = None
 
     def distribution(self, name: str) -> Distribution | None:
         from packaging.utils import canonicalize_name

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Generic, TypeVar
 
 from envcap import __version__
 from envcap.engine import ContainerEngine, RunSpec, keep_signals_for_the_main_thread
@@ -16,6 +18,7 @@ from envcap.errors import EnvcapError
 from envcap.lock import Snapshot, now_utc
 from envcap.probe import parse_probe_output, probe_source, snapshot_from_facts
 
+T = TypeVar("T")
 ARCH_SCRIPT = "import json, torch; print(json.dumps(list(torch.cuda.get_arch_list())))"
 
 
@@ -67,6 +70,42 @@ class ProbeJob:
         if self.problem:
             return None, f"the image could not be probed, so nothing is compared: {self.problem}"
         return self.snapshot, None
+
+
+class BackgroundJob(Generic[T]):
+    """Any other script run in a container beside the workload (the numeric fingerprint), as ProbeJob runs the probe.
+
+    An EnvcapError becomes a sentence for the report's warnings; anything else is a bug, raised in ``wait``.
+    """
+
+    def __init__(self, task: Callable[[], T], name: str, what: str) -> None:
+        self.task, self.name, self.what = task, name, what
+        self.result: T | None = None
+        self.problem: str | None = None
+        self.failure: BaseException | None = None
+        self.thread: threading.Thread | None = None
+
+    def run(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            keep_signals_for_the_main_thread()
+        try:
+            self.result = self.task()
+        except EnvcapError as exc:
+            self.problem = f"{self.what}: {exc.message}"
+        except BaseException as exc:  # noqa: BLE001 - a bug in a thread: handed to the caller, who re-raises it
+            self.failure = exc
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self.run, name=self.name, daemon=True)
+        self.thread.start()
+
+    def wait(self) -> tuple[T | None, str | None]:
+        if self.thread is not None:
+            self.thread.join()
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            raise failure
+        return self.result, self.problem
 
 
 def ask_arch_list(engine: ContainerEngine, spec: RunSpec) -> tuple[list[str] | None, str | None]:

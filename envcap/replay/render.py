@@ -7,6 +7,8 @@ from typing import Any
 
 from envcap._serde import to_json
 from envcap.explain.render import md_cell
+from envcap.replay.fingerprint import render_lines as fingerprint_lines
+from envcap.replay.match import render_lines as match_lines
 from envcap.replay.report import REPORT_FORMAT, ReplayReport, RunRecord
 from envcap.textsafe import json_text, md_code, terminal
 from envcap.workload.outputs import NumericDiff, OutputComparison
@@ -118,6 +120,10 @@ def render_text(report: ReplayReport) -> str:
         if comparison.unknown:
             lines.append("Unknown on one side: " + ", ".join(comparison.unknown[:12])
                          + (" ..." if len(comparison.unknown) > 12 else ""))
+    if report.match is not None:
+        lines += ["", *match_lines(report.match)]
+    if report.fingerprint is not None:
+        lines += ["", *fingerprint_lines(report.fingerprint)]
     if report.precision:
         lines.append("")
         lines.append("Precision and determinism settings the workload left:")
@@ -197,6 +203,10 @@ def render_markdown(report: ReplayReport) -> str:
             out.append(f"**The software stack differs** ({md_cell(comparison.stack_note or '')}).")
         if comparison.verdict:
             out.append(f"**Verdict:** {md_cell(comparison.verdict)}")
+    if report.match is not None:
+        out += ["", "```", *match_lines(report.match), "```"]
+    if report.fingerprint is not None:
+        out += ["", "```", *fingerprint_lines(report.fingerprint), "```"]
     if report.precision:
         out += ["", "#### Precision settings the workload left", "", "| flag | value |", "| --- | --- |"]
         out += [f"| {md_code(k)} | {md_cell(v)} |" for k, v in sorted(report.precision.items())]

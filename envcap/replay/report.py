@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from envcap.lock import OutputFingerprint
+from envcap.replay.fingerprint import FingerprintSection
+from envcap.replay.match import MatchPlan
 from envcap.replay.preflight import PreflightCheck
 from envcap.workload.outputs import OutputComparison
 
@@ -106,6 +108,8 @@ class ReplayReport:
     repeat: RepeatSection | None = None
     warnings: tuple[str, ...] = ()
     files: tuple[str, ...] = field(default=())  # what was saved in replay_dir
+    fingerprint: FingerprintSection | None = None  # the image's kernels against the snapshot's
+    match: MatchPlan | None = None  # with --match: what was set to behave as the original host, what cannot be
 
 
 MAX_REPORT_BYTES = 64 << 20

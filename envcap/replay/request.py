@@ -37,6 +37,8 @@ class ReplayRequest:
     env: Mapping[str, str] = field(default_factory=dict)  # -e NAME=VALUE / --env-file: on top of the lock's
     host_env: Mapping[str, str] = field(default_factory=dict)  # this host's, only to report what differs
     allow_broad_mount: bool = False  # mount / or $HOME itself as the working tree
+    fingerprint: bool | None = None  # measure the image's numeric fingerprint; None: when the lock has one
+    match: bool = False  # the original's thread counts, ISA caps and TF32 settings (envcap.replay.match)
 
 
 def check_request(request: ReplayRequest) -> None:

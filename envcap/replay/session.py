@@ -31,10 +31,16 @@ from envcap.engine import ContainerEngine, Mount, OutputCallback, RunSpec
 from envcap.engine.errors import EngineError
 from envcap.errors import EnvcapError, OutputError, PreflightError
 from envcap.fs import atomic_write
-from envcap.lock import GitState, Gpu, Snapshot, dumps, load_lock, lock_path, now_utc
+from envcap.lock import Cpu, GitState, Gpu, Snapshot, dumps, load_lock, lock_path, now_utc
 from envcap.lock.store import project_root
+from envcap.probe.fingerprint import FingerprintRun, with_fingerprints
 from envcap.replay.container_probe import ProbeJob, ask_arch_list
+from envcap.replay.fingerprint import fingerprint_job
+from envcap.replay.fingerprint import section as fingerprint_section
 from envcap.replay.image import REPLAYS, ReplayImage, resolve_image
+from envcap.replay.match import MatchPlan
+from envcap.replay.match import host_cpu as match_host_cpu
+from envcap.replay.match import plan as match_plan
 from envcap.replay.outputs import outputs_section, repeat_section
 from envcap.replay.preflight import (
     PreflightCheck,
@@ -89,6 +95,9 @@ class Evidence:
     checks: tuple[PreflightCheck, ...] = ()
     runs: list[RunRecord] = field(default_factory=list)
     snapshot: Snapshot | None = None  # B, as probed in the image
+    fingerprint: FingerprintRun | None = None  # B's numeric fingerprint, measured beside the workload
+    match: MatchPlan | None = None  # --match: the variables that neutralise the host difference
+    fingerprint_problem: str | None = None
     precision: dict[str, Any] | None = None
     modules: tuple[str, ...] | None = None  # the project files the workload imported (first run)
     warnings: list[str] = field(default_factory=list)
@@ -106,7 +115,7 @@ def _host_gpu_default() -> Gpu:
 
 def replay(request: ReplayRequest, *, engine: ContainerEngine, on_output: OutputCallback | None = None,
            host_gpu: Callable[[], Gpu] = _host_gpu_default,
-           build_progress: BuildProgress | None = None) -> ReplayReport:
+           build_progress: BuildProgress | None = None, host_cpu: Callable[[], Cpu | None] = match_host_cpu) -> ReplayReport:
     """Runs the replay; returns the report (also when the workload fails) and saves it.
 
     Raises ReplayFailed (its ``cause`` a PreflightError, an EngineError or another EnvcapError)
@@ -120,7 +129,7 @@ def replay(request: ReplayRequest, *, engine: ContainerEngine, on_output: Output
                         mounts=replay_mounts(request, folder))
     engine.ping()
     try:
-        return _replay(evidence, engine, on_output, host_gpu, build_progress)
+        return _replay(evidence, engine, on_output, host_gpu, build_progress, host_cpu)
     except KeyboardInterrupt:
         _sweep_containers(engine, evidence.replay_id)
         raise ReplayInterrupted(save(evidence, "interrupted", "interrupted (Ctrl-C); the container was stopped.")) \
@@ -169,7 +178,8 @@ def _sweep_containers(engine: ContainerEngine, replay_id: str) -> None:
 
 
 def _replay(evidence: Evidence, engine: ContainerEngine, on_output: OutputCallback | None,
-            host_gpu: Callable[[], Gpu], build_progress: BuildProgress | None) -> ReplayReport:
+            host_gpu: Callable[[], Gpu], build_progress: BuildProgress | None,
+            host_cpu: Callable[[], Cpu | None]) -> ReplayReport:
     request, lock = evidence.request, evidence.lock
     evidence.replay_dir.mkdir(parents=True, exist_ok=True)
 
@@ -192,6 +202,9 @@ def _replay(evidence: Evidence, engine: ContainerEngine, on_output: OutputCallba
     evidence.warnings += [f"{name} was redacted in the lock, so the replay runs without it; pass it with -e {name}"
                           for name in redacted]
     evidence.warnings += host_differences(lock, request.host_env, request.env)
+    if request.match:  # the original's threads, ISA caps and TF32; the lock's and -e's variables always win
+        evidence.match = match_plan(lock, host_cpu(), host if evidence.gpus else None)
+        env |= {k: v for k, v in evidence.match.env.items() if k not in env}
     base = RunSpec(image=image.id, command=request.command, workdir=str(request.cwd), user=evidence.user, env=env,
                    mounts=evidence.mounts, gpus=evidence.gpus, labels={REPLAY_LABEL: evidence.replay_id}, init=True)
 
@@ -208,6 +221,9 @@ def _replay(evidence: Evidence, engine: ContainerEngine, on_output: OutputCallba
         evidence.checks = (check_gpu_runtime(gpus=False, engine_has_runtime=False, endpoint=engine.endpoint),)
         probe.start()
     stderr_tail = b""
+    fingerprint = fingerprint_job(engine, base, image=image.reference) if wants_fingerprint(request, lock) else None
+    if fingerprint is not None:
+        fingerprint.start()
     try:
         for index in range(1, request.repeat + 1):
             evidence.runs.append(RunRecord(index=index, exit_code=None))  # replaced when the run ends
@@ -224,12 +240,19 @@ def _replay(evidence: Evidence, engine: ContainerEngine, on_output: OutputCallba
     finally:
         if evidence.snapshot is None:
             _take_probe(evidence, probe)
+        if fingerprint is not None:
+            evidence.fingerprint, evidence.fingerprint_problem = fingerprint.wait()
     last = evidence.runs[-1]
     status, message = describe_exit(last.exit_code, last.oom_killed, request.command, image.reference)
     hint = missing_path_hint(stderr_tail, evidence.mounts) if last.exit_code else None
     if hint:
         message = f"{message} {hint[0].upper()}{hint[1:]}." if message else hint
     return save(evidence, status, message)
+
+
+def wants_fingerprint(request: ReplayRequest, lock: Snapshot) -> bool:
+    """``--fingerprint``/``--no-fingerprint``, else whenever the lock has one to compare with."""
+    return request.fingerprint if request.fingerprint is not None else lock.fingerprints is not None
 
 
 def _take_probe(evidence: Evidence, probe: ProbeJob) -> None:
@@ -282,6 +305,8 @@ def _snapshot_b(evidence: Evidence) -> Snapshot | None:
     first = evidence.runs[0] if evidence.runs else None
     lock_git = evidence.lock.git
     git = host_git(evidence.request.cwd, lock_git.commit, evidence.modules) if lock_git is not None else None
+    if evidence.fingerprint is not None:
+        snapshot = with_fingerprints(snapshot, evidence.fingerprint)
     return replace(snapshot, git=git, precision=evidence.precision,
                    outputs=first.outputs if first and evidence.request.outputs else None).with_digest()
 
@@ -321,6 +346,9 @@ def save(evidence: Evidence, status: ReplayStatus, message: str | None) -> Repla
         outputs=outputs_section(evidence.folder, evidence.lock, request.outputs, evidence.replay_id, first,
                                 evidence.replay_dir) if request.outputs and first is not None else None,
         repeat=repeat_section(evidence.runs, request.outputs, evidence.replay_dir) if request.repeat > 1 else None,
+        fingerprint=fingerprint_section(evidence.lock.fingerprints, evidence.fingerprint, evidence.fingerprint_problem)
+        if wants_fingerprint(request, evidence.lock) and evidence.runs else None,
+        match=evidence.match,
         warnings=tuple(evidence.warnings))
     saved = []
     try:

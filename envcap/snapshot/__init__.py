@@ -259,7 +259,8 @@ def write_snapshot(snapshot: Snapshot, out_dir: Path, base_image: str | None = N
 
 def take(python: str | None, out_dir: Path, *, base_image: str | None = None, deep: bool = False,
          offline: bool = False, workload: Sequence[str] = (), outputs: Sequence[str] = (),
-         quiet_stdout: bool = False, on_release: Callable[[Release], None] | None = None,
+         quiet_stdout: bool = False, fingerprint: bool = False,
+         on_release: Callable[[Release], None] | None = None,
          on_stage: Callable[[str, int], None] | None = None) -> SnapshotResult:
     """``envcap snapshot``: probe, pin, run the workload here when given (its outputs are the baseline),
     and write the lock set as one whole."""
@@ -270,6 +271,10 @@ def take(python: str | None, out_dir: Path, *, base_image: str | None = None, de
 
     interpreter = choose(python, workload, os.environ, Path.cwd())
     snapshot = capture(interpreter.path, deep=deep, offline=offline, on_release=on_release, on_stage=on_stage)
+    if fingerprint:  # imported only when asked: the default snapshot never loads the numerics libraries
+        from envcap.probe.fingerprint import run_fingerprint, with_fingerprints
+
+        snapshot = with_fingerprints(snapshot, run_fingerprint(interpreter.path)).with_digest()
     notes: tuple[str, ...] = ()
     if is_envcaps_own(snapshot.python.prefix if snapshot.python else None):
         notes = (f"{interpreter.path} is the environment envcap itself runs in, not a project's: activate the "

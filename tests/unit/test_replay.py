@@ -503,7 +503,8 @@ def test_cli_preflight_failure_writes_partial_report(tmp_path: Path, host_facts:
 
 REPORT_KEYS = {"format", "kind", "replay_id", "created_at", "envcap_version", "lock_dir", "replay_dir", "lock_digest",
                "command", "workdir", "user", "gpus", "status", "image", "image_id", "image_built", "exit_code",
-               "message", "preflight", "runs", "comparison", "precision", "outputs", "repeat", "warnings", "files"}
+               "message", "preflight", "runs", "comparison", "precision", "outputs", "repeat", "warnings", "files",
+               "fingerprint", "match"}
 
 
 def test_report_json_contract(tmp_path: Path, host_facts: dict[str, Any]) -> None:

@@ -8,11 +8,13 @@ from __future__ import annotations
 from envcap.explain.rules._common import SEVERITIES, AllOf, AnyOf, Cond, Rule, Severity
 from envcap.explain.rules.cpu import CPU_RULES
 from envcap.explain.rules.env import ENV_RULES
+from envcap.explain.rules.fingerprint import FINGERPRINT_RULES
 from envcap.explain.rules.gpu import GPU_RULES
 from envcap.explain.rules.precision import PRECISION_RULES
 from envcap.explain.rules.system import SYSTEM_RULES
 
-RULES: tuple[Rule, ...] = GPU_RULES + PRECISION_RULES + ENV_RULES + CPU_RULES + SYSTEM_RULES
+# Measurements first: a kernel that computes different bits is evidence, the rest are claims that could matter.
+RULES: tuple[Rule, ...] = FINGERPRINT_RULES + GPU_RULES + PRECISION_RULES + ENV_RULES + CPU_RULES + SYSTEM_RULES
 def markdown_table(rules: tuple[Rule, ...] = RULES) -> str:
     """The rule table of docs/explain.md, generated so the docs cannot drift from the rules."""
 
