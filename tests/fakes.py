@@ -344,7 +344,7 @@ class FakeBackendIndex:
         from packaging.utils import canonicalize_name
 
         project = canonicalize_name(name).replace("-", "_")
-        return f"{project}-1.0-py3-none-any.whl", f"the wheel of {name}".encode()
+        return f"{project}-1.0-py3-none-any.whl", f"the wheel of {project}".encode()
 
     def __call__(self, argv: Sequence[str], *, timeout: float = 0, cwd: str | None = None,
                  env: Mapping[str, str] | None = None, stdin: str | None = None) -> Completed:

@@ -147,8 +147,8 @@ def _from_zip(path: Path, what: str) -> tuple[str, ...]:
         for info in infos:
             if not _top_pyproject(info.filename):
                 continue
-            mode = info.external_attr >> 16
-            if info.is_dir() or (mode and not stat.S_ISREG(mode)) or info.file_size > MAX_PYPROJECT_BYTES:
+            kind = stat.S_IFMT(info.external_attr >> 16)  # 0: made on a system that records no type
+            if info.is_dir() or kind not in (0, stat.S_IFREG) or info.file_size > MAX_PYPROJECT_BYTES:
                 raise _not_plain(what)
             with archive.open(info) as handle:
                 data = handle.read(MAX_PYPROJECT_BYTES + 1)
