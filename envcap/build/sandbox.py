@@ -106,10 +106,31 @@ class _Tail:
             while self.size > LOG_TAIL_BYTES and len(self.chunks) > 1:
                 self.size -= len(self.chunks.popleft())
 
-    def lines(self, count: int = TAIL_LINES) -> list[str]:
+    def lines(self) -> list[str]:
         with self.lock:
             text = b"".join(self.chunks)[-LOG_TAIL_BYTES:].decode("utf-8", "replace")
-        return [line.strip() for line in text.splitlines() if line.strip()][-count:]
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def failure_lines(lines: list[str], count: int = TAIL_LINES) -> list[str]:
+    """The lines that say why: the failing step's own output where pip framed it, else the log's end.
+
+    pip ends a failed build with boilerplate ("note: This is an issue with the package...", "hint:
+    See above"); the compiler's or setup.py's last words are in the "[n lines of output]" block
+    before it, under the "... did not run successfully." heading (marked with a multiplication sign).
+    """
+    ends = [i for i, line in enumerate(lines) if line == "[end of output]"]
+    if not ends:
+        return [line[:200] for line in lines[-count:]]
+    starts = [i for i in range(ends[-1]) if line_opens_block(lines[i])]
+    start = starts[-1] if starts else max(0, ends[-1] - count - 1)
+    heading = next((line for line in reversed(lines[:start]) if line.startswith("×")), None)
+    block = [line.lstrip("│ ").strip()[:200] for line in lines[start + 1:ends[-1]]][-count:]
+    return ([heading.lstrip("× ")] if heading else []) + block
+
+
+def line_opens_block(line: str) -> bool:
+    return line.endswith("lines of output]") or line.endswith("line of output]")
 
 
 def build_in_sandbox(engine: ContainerEngine, job: SandboxJob, target: TargetPlatform) -> Path:
@@ -124,7 +145,7 @@ def build_in_sandbox(engine: ContainerEngine, job: SandboxJob, target: TargetPla
     if done.stdout or done.stderr:  # an engine that does not stream gives the whole output at the end
         tail(done.stdout + done.stderr, "stdout")
     if done.exit_code != 0:
-        lines = " | ".join(tail.lines())[-800:]
+        lines = " | ".join(failure_lines(tail.lines()))[-1000:]
         why = "it ran out of memory" if done.oom_killed else f"exit {done.exit_code}"
         raise ArtifactError(
             f"building {job.what} from source in the network-less sandbox failed ({why}): {lines or 'no output'}.",
@@ -169,5 +190,5 @@ def check_wheel(filename: str, name: str, version: str, target: TargetPlatform, 
             f"{made_by} of {name} {version} gives {filename}, which the image ({target.describe()}) cannot install.",
             hint="choose a base image whose Python matches the lock (--base-image), or pin a wheel of it")
 
-__all__ = ["PURPOSE", "PURPOSE_LABEL", "SCRIPT", "SandboxJob", "build_in_sandbox", "check_wheel", "invoking_user",
-           "run_spec", "take_wheel"]
+__all__ = ["PURPOSE", "PURPOSE_LABEL", "SCRIPT", "SandboxJob", "build_in_sandbox", "check_wheel", "failure_lines",
+           "invoking_user", "run_spec", "take_wheel"]

@@ -97,6 +97,28 @@ def test_a_failed_compile_is_one_sentence_with_the_logs_end_and_a_hint(tmp_path:
     assert engine.builds == []
 
 
+def test_pips_framing_of_a_failed_step_gives_the_steps_own_last_words() -> None:
+    from envcap.build.sandbox import failure_lines
+
+    log = """Processing /envcap/src/cext-1.0.tar.gz
+Building wheel for cext (pyproject.toml): finished with status 'error'
+error: subprocess-exited-with-error
+× Building wheel for cext (pyproject.toml) did not run successfully.
+│ exit code: 1
+╰─> [3 lines of output]
+    running build_ext
+    cext.c:1:10: fatal error: cblas.h: No such file or directory
+    error: command '/usr/bin/gcc' failed with exit code 1
+    [end of output]
+note: This error originates from a subprocess, and is likely not a problem with pip.
+ERROR: Failed building wheel for cext
+hint: See above for details."""
+    lines = [line.strip() for line in log.splitlines()]
+    assert failure_lines(lines) == ["Building wheel for cext (pyproject.toml) did not run successfully.",
+                                    "running build_ext", "cext.c:1:10: fatal error: cblas.h: No such file or directory",
+                                    "error: command '/usr/bin/gcc' failed with exit code 1"]
+
+
 @pytest.mark.parametrize(("plant", "wheel_name", "expected"), [
     (lambda out: (out / "thepkg-1.0-py3-none-any.whl").unlink() or
      (out / "thepkg-1.0-py3-none-any.whl").symlink_to("/etc/passwd"), None, "a link or special file"),
