@@ -27,7 +27,7 @@ from envcap.build.vendor import Vendored
 from envcap.build.wheelhouse import Wheelhouse, link_or_copy
 from envcap.engine import ContainerEngine, ImageInfo
 from envcap.errors import ArtifactError
-from envcap.fs import atomic_write, sha256_file
+from envcap.fs import atomic_write, file_mode, sha256_file
 
 Stager = Callable[[Path], tuple[SourceMode, str]]  # fills the empty source folder; (mode, entry) for the sandbox
 
@@ -160,10 +160,15 @@ def _keep(wheel: Path, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / wheel.name
     fd = os.open(wheel, os.O_RDONLY | os.O_NOFOLLOW)
-    partial = folder / f".{wheel.name}.part"
-    with os.fdopen(fd, "rb") as src, open(partial, "wb") as out:
-        shutil.copyfileobj(src, out, 1 << 20)
-    os.replace(partial, final)
+    out_fd, partial = tempfile.mkstemp(prefix=".part-", dir=folder)  # two builds of one source may race here
+    try:
+        with os.fdopen(fd, "rb") as src, os.fdopen(out_fd, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+        os.chmod(partial, file_mode())  # mkstemp makes 0600; the cache follows the umask
+        os.replace(partial, final)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
     return final
 
 
