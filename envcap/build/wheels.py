@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from envcap.build.reach import Reach
 from envcap.build.target import TargetPlatform, wheel_rank
 from envcap.build.vendor import Vendored, vendored
-from envcap.errors import ArtifactError
+from envcap.build.wheelhouse import local_path
+from envcap.errors import ArtifactError, LockfileError
 from envcap.lock import Artifact, Distribution, Snapshot
 from envcap.lock.disposition import dispositions
+from envcap.lock.validate import archive_matches
 
 SDIST_SUFFIXES = (".tar.gz", ".zip", ".tar.bz2", ".tgz")
 
@@ -55,7 +57,11 @@ def from_source_warning(choice: Choice, target: TargetPlatform) -> str:
 def pinned_artifacts(dist: Distribution, kind: str) -> list[Artifact]:
     """The files a pinned distribution may be installed from: its index files, or its one URL."""
     if kind == "url" and dist.origin and dist.origin.url and dist.origin.sha256:
-        filename = urllib.parse.unquote(dist.origin.url.split("#", 1)[0].rsplit("/", 1)[-1])
+        filename = urllib.parse.unquote(dist.origin.url.split("#", 1)[0].split("?", 1)[0].rsplit("/", 1)[-1])
+        if "/" in filename or filename.startswith(".") or not archive_matches(filename, dist):
+            raise LockfileError(f"{dist.name} {dist.version} is pinned to {dist.origin.url}, whose file name is not "
+                                "a wheel or sdist of that release.",
+                                hint="a lock may come from anyone: take a fresh snapshot of the environment")
         return [Artifact(filename=filename, sha256=dist.origin.sha256, url=dist.origin.url)]
     return list(dist.artifacts)
 
@@ -69,10 +75,15 @@ def choose(snapshot: Snapshot, target: TargetPlatform, *, hermetic: bool = True,
     """
     ranks = {tag: i for i, tag in enumerate(target.tags())}
     choices = []
+    refused = []
     for item in dispositions(snapshot) if hermetic else ():
         if item.kind not in ("pinned", "url"):
             continue
         dist = item.dist
+        origin_path = local_path(dist.origin.url or "") if item.kind == "url" and dist.origin else None
+        if origin_path is not None and reach is not None and not reach.allows(origin_path):
+            refused.append(reach.refusal(f"{dist.name}=={dist.version}", origin_path))  # a local file pinned by hash
+            continue
         artifacts = pinned_artifacts(dist, item.kind)
         allowed = tuple(sorted({a.sha256.lower() for a in artifacts}))
         wheels = [(rank, a.filename, a) for a in artifacts if a.filename.endswith(".whl")
@@ -91,8 +102,8 @@ def choose(snapshot: Snapshot, target: TargetPlatform, *, hermetic: bool = True,
             hint="choose a base image whose Python and glibc fit those wheels (--base-image), override the target "
                  "with --target-python/--target-glibc, or let the build fetch from the index with --online")
     local = vendored(snapshot, reach)
-    return WheelSet(target=target, choices=tuple(choices), vendored=local.found, left_out=local.left_out,
-                    notes=local.notes)
+    return WheelSet(target=target, choices=tuple(choices), vendored=local.found,
+                    left_out=(*refused, *local.left_out), notes=local.notes)
 
 
 __all__ = ["SDIST_SUFFIXES", "Choice", "WheelSet", "choose", "from_source_warning", "pinned_artifacts"]

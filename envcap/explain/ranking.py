@@ -20,6 +20,8 @@ from envcap.lock import Snapshot
 
 SEVERITY_RANK = {name: len(SEVERITIES) - i for i, name in enumerate(SEVERITIES)}  # high 4 .. info 1
 FINDING_KEYS = ("fact", "a", "b", "severity", "why", "mitigation", "reference")
+# Facts that, when not measured, are worked out from environment variables (OMP_NUM_THREADS and the like).
+DERIVED_FROM_VARIABLES = ("blas.",)
 
 
 @dataclass(frozen=True)
@@ -80,11 +82,12 @@ def diff(a: Snapshot, b: Snapshot, rules: tuple[Rule, ...] = RULES) -> DiffRepor
     unknown_b: list[str] = []
     compared = 0
     for key in keys:
-        if not fa.known(key):
-            unknown_a.append(key)
-            continue
-        if not fb.known(key):
-            unknown_b.append(key)
+        known_a, known_b = fa.known(key), fb.known(key)
+        if not (known_a and known_b):
+            if not known_a:
+                unknown_a.append(key)
+            if not known_b:  # unknown on both sides is listed for both, not for A alone
+                unknown_b.append(key)
             continue
         compared += 1
         finding = evaluate(key, fa, fb, rules)
@@ -142,6 +145,8 @@ def _finding(fact: str, a: Any, b: Any, rule: Rule, change: Change, severity: Se
     if sides:
         note += f" ({' and '.join(sides)}: {how_derived(fact)}.)"
     weight = rule.weight + 10 * change.magnitude - (5 if unsure else 0)
+    if len(sides) == 2 and fact.startswith(DERIVED_FROM_VARIABLES):
+        weight -= 30  # a count both sides derived from their variables ranks below those variables
     why = f"{_capital(change.text)}. {rule.why}{note}" if change.text else f"{rule.why}{note}"
     return Finding(fact=fact, a=a, b=b, severity=severity, why=why, mitigation=rule.mitigation,
                    reference=rule.reference, weight=weight, rule=rule.id, derived=sides)
@@ -178,6 +183,9 @@ def _group(node: Cond | AnyOf | AllOf, fa: FactView, fb: FactView) -> bool | Non
 
 
 def _cond(cond: Cond, fa: FactView, fb: FactView) -> bool | None:
+    if cond.side == "known":  # a fact only one side can state (what the replayed workload imported)
+        outcomes = [_check(cond, view) for view in (fa, fb) if view.known(cond.fact)]
+        return _any(outcomes) if outcomes else None
     outcomes = [_check(cond, view) for view in (fa, fb)]
     return _all(outcomes) if cond.side == "both" else _any(outcomes)
 
@@ -228,5 +236,9 @@ def verdict(report: DiffReport) -> str:
     counts = {s: sum(1 for f in significant if f.severity == s) for s in ("high", "medium", "low")}
     parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     top = significant[0]
+    if top.severity == "low":  # nothing at medium or above: naming a "cause" would mislead
+        names = ", ".join(f.fact for f in significant[:3]) + (", ..." if len(significant) > 3 else "")
+        return (f"{len(significant)} of {report.compared} facts compared differ, none likely to change results "
+                f"({parts}: {names}){unknown}.")
     return (f"{len(significant)} of {report.compared} facts compared can change results ({parts}); "
             f"most likely cause: {top.fact}{unknown}.")

@@ -43,12 +43,12 @@ def dispose(dist: Distribution) -> Disposition:
                            f"{commit or 'unknown'}: `envcap build` fetches that commit with git and builds it into "
                            "a wheel in a sandbox container; it is not in requirements.lock (pip cannot hash-check a "
                            "repository).")
+    if origin in ("url", "file") and dist.origin and dist.origin.sha256:
+        return Disposition(dist, "url")  # a local wheel too: pinned by its hash, fetched and checked like any
     if origin == "file":
-        return Disposition(dist, "vendored", f"{dist.name} {dist.version} was installed from the local file {where}: "
-                           "`envcap build` copies that file into the image if it still exists; it is not in "
-                           "requirements.lock.")
-    if origin == "url" and dist.origin and dist.origin.sha256:
-        return Disposition(dist, "url")
+        return Disposition(dist, "vendored", f"{dist.name} {dist.version} was installed from the local file {where} "
+                           "without a recorded hash: `envcap build` copies that file into the image if it still "
+                           "exists; it is not in requirements.lock.")
     if origin == "url":
         return Disposition(dist, "missing", f"{dist.name} {dist.version} was installed from {where} without a "
                            "recorded hash: it is left out of requirements.lock; install it by hand.")

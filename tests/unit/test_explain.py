@@ -340,3 +340,27 @@ def test_text_output_groups_by_severity_and_ends_with_the_verdict() -> None:
     text = out.getvalue()
     assert text.index("High:") < text.index("Low:")
     assert text.rstrip().splitlines()[-1] == report.verdict
+
+
+# ------------------------------------------------------------------------- reports that do not mislead
+def test_a_variable_ranks_above_the_thread_counts_derived_from_it() -> None:
+    """Issue 10: OMP_NUM_THREADS=1 on one side is the cause; the BLAS count follows from it."""
+    report = diff(snap(env={"OMP_NUM_THREADS": "4"}), snap(env={"OMP_NUM_THREADS": "1"}))
+    order = [f.fact for f in report.significant]
+    assert order.index("env.OMP_NUM_THREADS") < order.index("blas.openblas.threads")
+    assert report.significant[0].fact == "env.OMP_NUM_THREADS"
+
+
+def test_no_most_likely_cause_when_nothing_at_medium_or_above_differs() -> None:
+    report = diff(snap(python="3.11.7"), snap(python="3.11.2"))
+    assert report.worst() == "low"
+    assert "most likely cause" not in report.verdict and "none likely to change results" in report.verdict
+
+
+def test_facts_unknown_on_both_sides_are_listed_for_both() -> None:
+    """A probe that could not read the same thing on both sides: unknown in A and in B, not in A only."""
+    from envcap.lock import Unavailable
+
+    lost = (Unavailable(probe="env.OMP_NUM_THREADS", reason="could not read"),)
+    report = diff(snap(unavailable=lost), snap(unavailable=lost))
+    assert "env.OMP_NUM_THREADS" in report.unknown_a and "env.OMP_NUM_THREADS" in report.unknown_b
