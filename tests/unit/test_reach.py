@@ -22,8 +22,9 @@ from envcap.build.vendor import tree_digest
 from envcap.build.wheelhouse import Wheelhouse
 from envcap.cli import main
 from envcap.errors import ArtifactError
+from envcap.fs import sha256_file
 from envcap.lock import Origin
-from tests.fakes import FakeBackendIndex, FakeEngine, FakeSandbox
+from tests.fakes import FakeBackendIndex, FakeEngine, FakeSandbox, make_wheel
 from tests.unit.test_build import BASE, IMAGE_FACTS, dist, fake_engine, make_snapshot, options, write_lock
 
 PYPROJECT = "[build-system]\nrequires = ['setuptools>=61']\n[project]\nname = '{name}'\nversion = '0.1'\n"
@@ -82,6 +83,25 @@ def test_a_local_project_outside_the_lock_project_is_left_out_until_allowed(tmp_
     allowed = build(lock, engine, options(allow_paths=(tmp_path / "elsewhere",)), wheelhouse=wheelhouse)
     assert allowed.vendored == ("inner==0.1 (editable)", "outer==0.1 (directory)") and allowed.left_out == ()
     assert allowed.digest != refused.digest
+
+
+def test_a_local_file_pinned_by_its_hash_is_read_only_inside_the_project(tmp_path: Path) -> None:
+    """A local archive with a recorded hash is fetched like an index file: the reach applies to it as well."""
+    inner = make_wheel(tmp_path / "proj" / "wheels", "innerw", "1.0", {"innerw.py": "A = 1\n"})
+    outer = make_wheel(tmp_path / "elsewhere", "outerw", "1.0", {"outerw.py": "A = 1\n"})
+    lock = write_lock(tmp_path / "proj" / ".envcap", make_snapshot(
+        dist("innerw", "1.0", origin=Origin(kind="file", url=inner.as_uri(), sha256=sha256_file(inner))),
+        dist("outerw", "1.0", origin=Origin(kind="file", url=outer.as_uri(), sha256=sha256_file(outer)))))
+    engine, sandbox, wheelhouse = sandboxed()
+
+    result = build(lock, engine, options(), wheelhouse=wheelhouse)
+
+    assert [f.split("/")[-1] for f in engine.builds[0].files if f.startswith("wheels/")] == [
+        "innerw-1.0-py3-none-any.whl"]
+    [note] = result.left_out
+    assert note.startswith(f"outerw==1.0: its source {outer} lies outside the project")
+    allowed = build(lock, engine, options(allow_paths=(outer.parent,)), wheelhouse=wheelhouse)
+    assert allowed.left_out == () and sandbox.runs == []
 
 
 def test_an_outside_path_is_refused_before_anything_there_is_read(tmp_path: Path) -> None:
