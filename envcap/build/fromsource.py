@@ -94,7 +94,7 @@ class SourceBuilder:
     def _from_vcs(self, item: Vendored) -> Path:
         what = f"{item.name} {item.version}"
         entry = item.subdirectory or "."
-        memo = self.root / "requires" / f"{hashlib.sha256(item.identity.encode()).hexdigest()}.json"
+        memo = self.root / "requires" / f"{hashlib.sha256(item.identity.encode()).hexdigest()}.toml"
         try:
             requires: tuple[str, ...] | None = parse_requires(memo.read_bytes(), what)
         except (OSError, ArtifactError):
