@@ -324,6 +324,148 @@ def task_stdout(parts: Mapping[str, Mapping[str, Any]], *, host: str = "node", r
     return f"{before}\nENVCAP-FLEET-RESULT {packed}\n"
 
 
+# -- the sandbox's edges (envcap.build.fromsource): pip download, the index's hashes, the container ----------
+@dataclass
+class FakeBackendIndex:
+    """``pip download`` of build backends (a ``Runner``) and the index that vouches for them (a ``ReleaseLookup``).
+
+    Each requirement's project gets one wheel, ``<name>-1.0-py3-none-any.whl``; ``tampered`` names projects
+    whose published sha256 differs from what pip is served. ``git`` commands run for real when ``git`` is set.
+    """
+
+    tampered: set[str] = field(default_factory=set)
+    unlisted: set[str] = field(default_factory=set)
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+    git: bool = False
+    returncode: int = 0
+
+    @staticmethod
+    def wheel(name: str) -> tuple[str, bytes]:
+        from packaging.utils import canonicalize_name
+
+        project = canonicalize_name(name).replace("-", "_")
+        return f"{project}-1.0-py3-none-any.whl", f"the wheel of {project}".encode()
+
+    def __call__(self, argv: Sequence[str], *, timeout: float = 0, cwd: str | None = None,
+                 env: Mapping[str, str] | None = None, stdin: str | None = None) -> Completed:
+        from packaging.requirements import Requirement
+
+        argv = tuple(argv)
+        self.calls.append(argv)
+        if argv[0] == "git" and self.git:
+            from envcap._subprocess import run
+
+            return run(argv, timeout=timeout, cwd=cwd, env=env, stdin=stdin)
+        assert argv[1:4] == ("-m", "pip", "download"), argv
+        if self.returncode:
+            return Completed(argv, self.returncode, "", "ERROR: No matching distribution found for mybackend")
+        dest = Path(argv[argv.index("--dest") + 1])
+        for text in argv[argv.index("--") + 1:]:
+            filename, data = self.wheel(Requirement(text).name)
+            (dest / filename).write_bytes(data)
+        return Completed(argv, 0, "Successfully downloaded", "")
+
+    def resolve(self, pins: Any) -> dict[tuple[str, str], Any]:
+        import hashlib
+
+        from envcap.lock import Artifact
+        from envcap.snapshot.hashes import Release
+
+        answers = {}
+        for name, version in pins:
+            filename, data = self.wheel(name)
+            sha = hashlib.sha256(b"other bytes" if name in self.tampered else data).hexdigest()
+            artifacts = () if name in self.unlisted else (Artifact(filename=filename, sha256=sha),)
+            answers[(name, version)] = Release(name=name, version=version, artifacts=artifacts)
+        return answers
+
+    def downloads(self) -> list[tuple[str, ...]]:
+        return [c for c in self.calls if c[1:4] == ("-m", "pip", "download")]
+
+
+@dataclass(frozen=True)
+class SandboxRun:
+    """What one sandbox container was given: its spec, and the files of its read-only mounts at that moment."""
+
+    spec: Any  # RunSpec
+    source: dict[str, str]  # relative path -> file text, or "-> target" for a symlink
+    backend_requirements: str
+
+
+@dataclass
+class FakeSandbox:
+    """The container side of ``envcap build``: the base image's platform probe, and sandbox builds.
+
+    A build writes ``wheel_name`` (default: ``<name>-<version>-py3-none-any.whl`` of the sdist or of the
+    project's pyproject.toml) into the output mount, holding a listing of the source it was given; ``exit_code``
+    and ``log`` make it fail; ``plant`` runs on the output folder (to leave a symlink or a second wheel).
+    """
+
+    facts: Mapping[str, str]
+    wheel_name: str | None = None
+    exit_code: int = 0
+    log: bytes = b"compiling...\n"
+    plant: Any = None  # Callable[[Path], None] | None
+    runs: list[SandboxRun] = field(default_factory=list)
+
+    def __call__(self, spec: Any) -> Any:
+        import zipfile
+
+        from envcap.engine import RunResult
+
+        if spec.labels.get("io.envcap.purpose") != "sandbox-build":
+            return RunResult(exit_code=0, stdout=(json.dumps(dict(self.facts)) + "\n").encode())
+        mounts = {m.target: m for m in spec.mounts}
+        source_root = Path(mounts["/envcap/src"].source)
+        source = {}
+        for path in sorted(source_root.rglob("*")):
+            relative = str(path.relative_to(source_root))
+            if path.is_symlink():
+                source[relative] = "-> " + str(path.readlink())
+            elif path.is_file():
+                source[relative] = path.read_bytes().decode("utf-8", "replace")
+        backend = Path(mounts["/envcap/backend"].source) / "requirements.txt"
+        self.runs.append(SandboxRun(spec, source, backend.read_text() if backend.exists() else ""))
+        if self.exit_code:
+            return RunResult(exit_code=self.exit_code, stdout=self.log)
+        mode, entry = spec.entrypoint[-2:]
+        out = Path(mounts["/envcap/out"].source)
+        with zipfile.ZipFile(out / (self.wheel_name or self._name(mode, entry, source_root)), "w") as archive:
+            archive.writestr("built-from.json", json.dumps(sorted(source)))
+        if self.plant is not None:
+            self.plant(out)
+        return RunResult(exit_code=0, stdout=self.log)
+
+    @staticmethod
+    def _name(mode: str, entry: str, source_root: Path) -> str:
+        import tomllib
+        from packaging.utils import parse_sdist_filename
+
+        if mode == "sdist":
+            name, version = parse_sdist_filename(entry)
+        else:
+            project = tomllib.loads((source_root / entry / "pyproject.toml").read_text())["project"]
+            name, version = project["name"], project["version"]
+        return f"{str(name).replace('-', '_')}-{version}-py3-none-any.whl"
+
+
+def sdist_bytes(name: str, version: str, files: Mapping[str, str] | None = None) -> bytes:
+    """A real .tar.gz sdist: ``<name>-<version>/`` holding ``files`` (default: a setup.py and PKG-INFO)."""
+    import io
+    import tarfile
+
+    files = files if files is not None else {"setup.py": "from setuptools import setup\nsetup()\n",
+                                             "PKG-INFO": f"Name: {name}\nVersion: {version}\n"}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for relative, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{name}-{version}/{relative}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
 def make_wheel(folder: Path, name: str, version: str, files: Mapping[str, str]) -> Path:
     """A real, installable pure-Python wheel, written with zipfile (no build backend, no network)."""
     import base64

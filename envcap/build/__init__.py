@@ -56,6 +56,7 @@ class BuildResult:
     vendored: tuple[str, ...] = ()
     left_out: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # distributions built from source instead of their wheels, said loudly
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -64,7 +65,7 @@ class BuildResult:
                 "hermetic": self.hermetic, "wheels": self.wheels, "downloaded_bytes": self.downloaded_bytes,
                 "reused_files": self.reused_files, "built_from_sdist": list(self.built_from_sdist),
                 "vendored": list(self.vendored), "left_out": list(self.left_out), "notes": list(self.notes),
-                "seconds": round(self.seconds, 3)}
+                "warnings": list(self.warnings), "seconds": round(self.seconds, 3)}
 
 
 # -- the whole build -----------------------------------------------------------------------------
@@ -95,7 +96,7 @@ def build(lock_dir: Path, engine: ContainerEngine, options: BuildOptions = Build
     contexts.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="ctx-", dir=contexts))
     try:
-        report = assemble_context(inputs, folder, wheelhouse, progress)
+        report = assemble_context(inputs, folder, wheelhouse, progress, engine)
         progress.stage("building the image")
         info = engine.build(folder, tag=inputs.tag, labels=inputs.labels, on_event=progress.build_event)
     finally:
@@ -113,7 +114,8 @@ def _result(inputs: BuildInputs, image_id: str, cached: bool, options: BuildOpti
         wheels=report.wheels, downloaded_bytes=report.stats.downloaded_bytes, reused_files=report.stats.reused,
         built_from_sdist=tuple(report.built_from_sdist),
         vendored=tuple(f"{v.name}=={v.version} ({v.kind})" for v in inputs.wheels.vendored),
-        left_out=inputs.wheels.left_out, notes=inputs.notes, seconds=seconds)
+        left_out=inputs.wheels.left_out, notes=(*inputs.notes, *report.notes), warnings=inputs.warnings,
+        seconds=seconds)
 
 
 __all__ = ["BUILD_DIGEST_LABEL", "CREATED_LABEL", "BuildInputs", "BuildOptions", "BuildProgress", "BuildResult",

@@ -2,7 +2,8 @@
 
 Why assembled on the host: every download is checked against the lock before anything is handed
 to the engine (the first mismatch stops the build with the file's name), and the image then
-installs with ``--no-index``: nothing inside the build reaches the network.
+installs with ``--no-index``: nothing inside the build reaches the network. Sources (sdists, local
+projects, git commits) are never built here: ``fromsource`` builds them in the sandbox container.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from envcap.build.fromsource import SourceBuilder
 from envcap.build.inputs import BuildInputs, BuildProgress
 from envcap.build.wheelhouse import FetchStats, Wheelhouse, link_or_copy
+from envcap.engine import ContainerEngine
 from envcap.fs import atomic_write, sha256_file
 
 
@@ -20,6 +23,7 @@ class ContextReport:
     stats: FetchStats = field(default_factory=FetchStats)
     wheels: int = 0
     built_from_sdist: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def context_requirements(inputs: BuildInputs, extra_hashes: dict[str, list[str]]) -> str:
@@ -40,10 +44,17 @@ def context_requirements(inputs: BuildInputs, extra_hashes: dict[str, list[str]]
     return "\n".join(lines) + "\n"
 
 
-def assemble_context(inputs: BuildInputs, folder: Path, wheelhouse: Wheelhouse,
-                     progress: BuildProgress) -> ContextReport:
+def source_builder(inputs: BuildInputs, engine: ContainerEngine, wheelhouse: Wheelhouse) -> SourceBuilder:
+    """The sandbox runs the target's own Python image: the base itself, or the python image a cuda one copies."""
+    ref = inputs.plan.python_image
+    return SourceBuilder(engine, wheelhouse, image=inputs.bases.get(ref, ref), image_ref=ref, target=inputs.target)
+
+
+def assemble_context(inputs: BuildInputs, folder: Path, wheelhouse: Wheelhouse, progress: BuildProgress,
+                     engine: ContainerEngine) -> ContextReport:
     """Writes the build context: Dockerfile, requirements, hash-checked wheels, vendored wheels."""
     report = ContextReport()
+    sources = source_builder(inputs, engine, wheelhouse)
     wheels_dir = folder / "wheels"
     wheels_dir.mkdir(parents=True)
     extra_hashes: dict[str, list[str]] = {}
@@ -55,21 +66,22 @@ def assemble_context(inputs: BuildInputs, folder: Path, wheelhouse: Wheelhouse,
         for choice in inputs.wheels.choices:
             path = paths[choice.artifact.sha256.lower()]
             if choice.build_from_sdist:
-                progress.stage(f"building {choice.name} {choice.version} from its sdist on this machine")
-                path = wheelhouse.built_wheel(f"sdist:{choice.artifact.sha256}", str(path), choice.name,
-                                              inputs.target)
+                progress.stage(f"building {choice.name} {choice.version} from its sdist in the sandbox")
+                path = sources.from_sdist(choice.name, choice.version, path, choice.artifact.filename,
+                                          choice.artifact.sha256)
                 extra_hashes.setdefault(choice.name, []).append(sha256_file(path))
                 report.built_from_sdist.append(f"{choice.name}=={choice.version}")
             link_or_copy(path, wheels_dir / path.name)
             report.wheels += 1
     for item in inputs.wheels.vendored:
-        progress.stage(f"building {item.name} {item.version} ({item.kind}) into a wheel")
-        path = wheelhouse.built_wheel(item.identity, item.source, item.name, inputs.target)
+        progress.stage(f"building {item.name} {item.version} ({item.kind}) into a wheel in the sandbox")
+        path = sources.from_vendored(item)
         link_or_copy(path, wheels_dir / "vendored" / path.name)
+    report.notes.extend(sources.notes)
     atomic_write(folder / "Dockerfile", inputs.dockerfile)
     atomic_write(folder / ".dockerignore", inputs.dockerignore)
     atomic_write(folder / "requirements.lock", context_requirements(inputs, extra_hashes))
     return report
 
 
-__all__ = ["ContextReport", "assemble_context", "context_requirements"]
+__all__ = ["ContextReport", "assemble_context", "context_requirements", "source_builder"]

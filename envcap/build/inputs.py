@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from envcap import __version__
+from envcap.build.reach import Reach
 from envcap.build.target import TargetPlatform, check_fits, probe_platform, with_overrides
-from envcap.build.wheels import WheelSet, choose
+from envcap.build.wheels import WheelSet, choose, from_source_warning
 from envcap.emit import generated_files, stale_outputs
 from envcap.emit.dockerfile import render_dockerfile, render_dockerignore
 from envcap.emit.plan import BuildPlan, choices_of, make_plan
@@ -38,6 +39,7 @@ class BuildOptions:
     target_python: str | None = None  # override what the image's Python is taken to be (3.11.2)
     target_glibc: str | None = None  # override the image's glibc (2.36)
     source_date_epoch: str | None = None  # SOURCE_DATE_EPOCH: the image's creation date label
+    allow_paths: tuple[Path, ...] = ()  # local sources outside the lock's project that may be read (--allow-path)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class BuildInputs:
     digest: str
     tag: str
     notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # said loudly: distributions built from source instead of their wheels
 
 
 class BuildProgress(Protocol):
@@ -155,7 +158,9 @@ def prepare(lock_dir: Path, engine: ContainerEngine, options: BuildOptions = Bui
              for ref in dict.fromkeys([probe_plan.python_image, probe_plan.base_image])}
     target, platform_notes = decide_target(snapshot, probe_plan, engine, bases, options)
     notes += platform_notes
-    wheels = choose(snapshot, target, hermetic=hermetic)
+    wheels = choose(snapshot, target, hermetic=hermetic, reach=Reach.for_lock(Path(lock_dir), options.allow_paths))
+    notes += wheels.notes
+    warnings = tuple(from_source_warning(c, target) for c in wheels.choices if c.build_from_sdist)
     plan = make_plan(snapshot, base_image=options.base_image, hermetic=hermetic, has_vendored=bool(wheels.vendored),
                      base_digest=bases[probe_plan.base_image].digest_of(probe_plan.base_image),
                      python_digest=bases[probe_plan.python_image].digest_of(probe_plan.python_image))
@@ -186,7 +191,7 @@ def prepare(lock_dir: Path, engine: ContainerEngine, options: BuildOptions = Bui
     return BuildInputs(lock_dir=Path(lock_dir), snapshot=snapshot, plan=plan, dockerfile=dockerfile,
                        dockerignore=dockerignore, requirements=requirements, target=target, wheels=wheels,
                        bases={ref: info.id for ref, info in bases.items()}, labels=labels, digest=digest,
-                       tag=content_tag(digest), notes=tuple(notes))
+                       tag=content_tag(digest), notes=tuple(notes), warnings=warnings)
 
 
 def find_cached(engine: ContainerEngine, inputs: BuildInputs) -> ImageInfo | None:

@@ -4,7 +4,9 @@ Why not ``pip download``: the lock already names every file with its URL and sha
 needs resolving; pip would re-resolve, fetch one file at a time, and cannot be told "these exact
 hashes, for that other interpreter" without a run per platform option set. Here the files are
 fetched in parallel into a cache keyed by sha256, and every byte is hashed before it may enter a
-build context. Wheels built from sdists or local projects are cached here too, by what decides them.
+build context. Wheels built from sdists or local projects (in the sandbox, ``fromsource``) are cached
+here too, under a hash of what decides them. ``runner`` and ``python`` are the edges those builds
+use on the host: ``pip download`` of build backends (wheels only) and ``git`` for VCS sources.
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from envcap._subprocess import RunFailed, Runner, run
-from envcap.build.target import TargetPlatform, wheel_rank
+from envcap._subprocess import Runner, run
 from envcap.errors import ArtifactError
 from envcap.lock import Artifact
 
 if TYPE_CHECKING:
+    from envcap.build.backends import ReleaseLookup
     from envcap.net import Downloader
 
 DOWNLOAD_WORKERS = 8
@@ -57,9 +59,11 @@ class Wheelhouse:
     """Files by sha256 under ``root`` (``cache_dir()/wheels``); a file enters only after its hash matched."""
 
     def __init__(self, root: Path, *, workers: int = DOWNLOAD_WORKERS, timeout: float = 60.0,
-                 runner: Runner = run, python: str = sys.executable, http: Downloader | None = None) -> None:
+                 runner: Runner = run, python: str = sys.executable, http: Downloader | None = None,
+                 lookup: ReleaseLookup | None = None) -> None:
         self.root = Path(root)
         self.http = http
+        self.lookup = lookup  # what the index publishes, to check sandbox backends (None: pip's settings)
         self.workers = workers
         self.timeout = timeout
         self.runner = runner
@@ -216,43 +220,6 @@ class Wheelhouse:
                 self.http = HttpClient(read_pip_settings(sys.prefix).client_config(timeout=self.timeout,
                                                                                   pool_size=self.workers))
             return self.http
-
-    # -- wheels built on the host -----------------------------------------------------------------
-    def built_wheel(self, key: str, source: str, name: str, target: TargetPlatform) -> Path:
-        """``pip wheel --no-deps`` of ``source`` on the host, cached under ``key``; must fit the target."""
-        folder = self.root / "built" / hashlib.sha256(f"{key}|{target.key()}".encode()).hexdigest()[:32]
-        existing = sorted(folder.glob("*.whl")) if folder.is_dir() else []
-        if existing:
-            return existing[0]
-        with tempfile.TemporaryDirectory(prefix="envcap-wheel-", dir=self.root if self.root.is_dir() else None) as tmp:
-            argv = [self.python, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "--no-cache-dir",
-                    "--wheel-dir", tmp, source]
-            try:
-                done = self.runner(argv, timeout=1800)
-            except RunFailed as exc:
-                raise ArtifactError(f"cannot build {name} into a wheel on this machine: {exc}.",
-                                    hint="make sure pip works for the Python envcap runs under") from None
-            if done.returncode != 0:
-                tail = " | ".join(line for line in (done.stderr or done.stdout).strip().splitlines()[-3:])
-                raise ArtifactError(f"building {name} into a wheel on this machine failed: {tail or 'no output'}.",
-                                    hint="install what its build needs (a compiler, headers), or use --online to "
-                                         "build it inside the image")
-            wheels = sorted(Path(tmp).glob("*.whl"))
-            if not wheels:
-                raise ArtifactError(f"pip built no wheel for {name}.",
-                                    hint="run the pip wheel command by hand to see why")
-            wheel = wheels[0]
-            ranks = {tag: i for i, tag in enumerate(target.tags())}
-            if wheel_rank(wheel.name, ranks) is None:
-                raise ArtifactError(
-                    f"{name} built on this machine gives {wheel.name}, which the image ({target.describe()}) cannot "
-                    "install.",
-                    hint="run envcap under the image's Python version, or use --online to build it inside the image")
-            folder.mkdir(parents=True, exist_ok=True)
-            final = folder / wheel.name
-            shutil.copyfile(wheel, folder / f".{wheel.name}.tmp")
-            os.replace(folder / f".{wheel.name}.tmp", final)
-            return final
 
 
 def link_or_copy(source: Path, target: Path) -> None:

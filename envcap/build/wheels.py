@@ -9,8 +9,10 @@ from __future__ import annotations
 import urllib.parse
 from dataclasses import dataclass
 
+from envcap.build.reach import Reach
 from envcap.build.target import TargetPlatform, wheel_rank
 from envcap.build.vendor import Vendored, vendored
+from envcap.build.wheelhouse import local_path
 from envcap.errors import ArtifactError, LockfileError
 from envcap.lock import Artifact, Distribution, Snapshot
 from envcap.lock.disposition import dispositions
@@ -36,12 +38,20 @@ class WheelSet:
     choices: tuple[Choice, ...]
     vendored: tuple[Vendored, ...] = ()
     left_out: tuple[str, ...] = ()  # "name==version: why" for distributions the image will not have
+    notes: tuple[str, ...] = ()  # what the reader should know about a local source (links left out)
 
     def digest_items(self) -> dict[str, list[list[str]]]:
         """The files and local sources, as the image digest sees them (hashes, never paths)."""
         return {"files": [[c.name, c.version, c.artifact.filename, c.artifact.sha256,
                            "sdist" if c.build_from_sdist else "wheel"] for c in self.choices],
                 "vendored": [[v.name, v.version, v.kind, v.identity] for v in self.vendored]}
+
+
+def from_source_warning(choice: Choice, target: TargetPlatform) -> str:
+    """Said loudly: an sdist fallback changes what runs, not only how it was installed."""
+    return (f"{choice.name} {choice.version} has no wheel for the image's platform ({target.describe()}), so it is "
+            "built from its sdist in a network-less sandbox container: native code built this way may lack the "
+            "optimized libraries (BLAS, SIMD kernels, CUDA) its wheels bundle, and its results may differ")
 
 
 def pinned_artifacts(dist: Distribution, kind: str) -> list[Artifact]:
@@ -56,17 +66,24 @@ def pinned_artifacts(dist: Distribution, kind: str) -> list[Artifact]:
     return list(dist.artifacts)
 
 
-def choose(snapshot: Snapshot, target: TargetPlatform, *, hermetic: bool = True) -> WheelSet:
+def choose(snapshot: Snapshot, target: TargetPlatform, *, hermetic: bool = True,
+           reach: Reach | None = None) -> WheelSet:
     """Picks every file without downloading anything, so the image digest is known before any I/O.
 
     Not hermetic (``--online``): pip picks the files inside the build; only local sources are vendored.
+    ``reach``: the folders local sources may be read from (None: anywhere, for tests and tools).
     """
     ranks = {tag: i for i, tag in enumerate(target.tags())}
     choices = []
+    refused = []
     for item in dispositions(snapshot) if hermetic else ():
         if item.kind not in ("pinned", "url"):
             continue
         dist = item.dist
+        origin_path = local_path(dist.origin.url or "") if item.kind == "url" and dist.origin else None
+        if origin_path is not None and reach is not None and not reach.allows(origin_path):
+            refused.append(reach.refusal(f"{dist.name}=={dist.version}", origin_path))  # a local file pinned by hash
+            continue
         artifacts = pinned_artifacts(dist, item.kind)
         allowed = tuple(sorted({a.sha256.lower() for a in artifacts}))
         wheels = [(rank, a.filename, a) for a in artifacts if a.filename.endswith(".whl")
@@ -84,8 +101,9 @@ def choose(snapshot: Snapshot, target: TargetPlatform, *, hermetic: bool = True)
             f"the lock lists only {', '.join(sorted(a.filename for a in artifacts))}.",
             hint="choose a base image whose Python and glibc fit those wheels (--base-image), override the target "
                  "with --target-python/--target-glibc, or let the build fetch from the index with --online")
-    local, left_out = vendored(snapshot)
-    return WheelSet(target=target, choices=tuple(choices), vendored=tuple(local), left_out=tuple(left_out))
+    local = vendored(snapshot, reach)
+    return WheelSet(target=target, choices=tuple(choices), vendored=local.found,
+                    left_out=(*refused, *local.left_out), notes=local.notes)
 
 
-__all__ = ["SDIST_SUFFIXES", "Choice", "WheelSet", "choose", "pinned_artifacts"]
+__all__ = ["SDIST_SUFFIXES", "Choice", "WheelSet", "choose", "from_source_warning", "pinned_artifacts"]

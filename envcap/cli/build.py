@@ -26,17 +26,21 @@ if TYPE_CHECKING:
 @click.option("--online", is_flag=True, help="Let pip fetch from the index inside the build (no wheelhouse).")
 @click.option("--target-python", metavar="X.Y.Z", help="Choose wheels for this Python instead of the base image's.")
 @click.option("--target-glibc", metavar="X.Y", help="Choose wheels for this glibc instead of the base image's.")
+@click.option("--allow-path", "allow_paths", metavar="PATH", multiple=True, type=click.Path(path_type=Path),
+              help="Also build local sources from this folder, outside the lock's project (repeatable).")
 @verbose_option
 @json_option
 @click.pass_context
 def command(ctx: click.Context, lock_dir: Path, base_image: str | None, tags: tuple[str, ...], online: bool,
-            target_python: str | None, target_glibc: str | None, as_json: bool) -> None:
+            target_python: str | None, target_glibc: str | None, allow_paths: tuple[Path, ...],
+            as_json: bool) -> None:
     """Build the image of a snapshot (DIR, default .envcap/), or find it already built."""
     from envcap.build import BuildOptions, build
     from envcap.engine import BuildStepFailed
 
     options = BuildOptions(base_image=base_image, online=online, tags=tags, target_python=target_python,
-                           target_glibc=target_glibc, source_date_epoch=os.environ.get("SOURCE_DATE_EPOCH"))
+                           target_glibc=target_glibc, source_date_epoch=os.environ.get("SOURCE_DATE_EPOCH"),
+                           allow_paths=allow_paths)
     engine = engine_from(ctx)
     progress = _Progress(verbose=verbosity(ctx) > 0)  # -v also streams the build log
     progress.start()
@@ -52,6 +56,8 @@ def command(ctx: click.Context, lock_dir: Path, base_image: str | None, tags: tu
         return
     for text in (*result.notes, *(f"left out of the image: {item}" for item in result.left_out)):
         note("note", text)
+    for text in result.warnings:
+        note("warning", text, style="bold red")
     if result.cached:
         say(f"Up to date: {result.tag} ({result.image_id[:19]}), nothing was sent to the engine.")
     else:

@@ -33,14 +33,16 @@ def dispose(dist: Distribution) -> Disposition:
     if origin in ("editable", "directory"):
         return Disposition(dist, "vendored", f"{dist.name} {dist.version} is installed from the local folder "
                            f"{where}{' (editable)' if origin == 'editable' else ''}: `envcap build` builds it into "
-                           "a wheel on the host and installs that in the image; it is not in requirements.lock.")
+                           "a wheel in a network-less sandbox container and installs that in the image; it is not in "
+                           "requirements.lock.")
     if origin == "conda":
         return Disposition(dist, "conda")  # one warning for all of them: see conda_note
     if origin == "vcs":
         commit = dist.origin.commit if dist.origin else None
         return Disposition(dist, "vendored", f"{dist.name} {dist.version} comes from {where} at commit "
-                           f"{commit or 'unknown'}: `envcap build` builds that commit into a wheel on the host; "
-                           "it is not in requirements.lock (pip cannot hash-check a repository).")
+                           f"{commit or 'unknown'}: `envcap build` fetches that commit with git and builds it into "
+                           "a wheel in a sandbox container; it is not in requirements.lock (pip cannot hash-check a "
+                           "repository).")
     if origin in ("url", "file") and dist.origin and dist.origin.sha256:
         return Disposition(dist, "url")  # a local wheel too: pinned by its hash, fetched and checked like any
     if origin == "file":

@@ -9,15 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from envcap._subprocess import Completed
 from envcap.build import BUILD_DIGEST_LABEL, CREATED_LABEL, BuildOptions, build, content_tag, prepare
 from envcap.build.wheelhouse import Wheelhouse
 from envcap.cli import main
@@ -25,7 +23,7 @@ from envcap.engine import BuildEvent, BuildStepFailed, RunResult
 from envcap.errors import ArtifactError, BuildError, LockfileError
 from envcap.lock import Artifact, Distribution, GitState, Origin, OsInfo, PythonEnv, Snapshot
 from envcap.snapshot import with_build_choices, write_snapshot
-from tests.fakes import FakeEngine
+from tests.fakes import FakeBackendIndex, FakeEngine, FakeSandbox, sdist_bytes
 
 BASE = "envcap-test-base:bookworm"
 BASE_ID = "sha256:" + "b" * 64
@@ -242,30 +240,23 @@ def test_a_missing_base_image_is_pulled_and_a_missing_python3_is_explained(tmp_p
     assert bare.builds == []
 
 
-class WheelBuildingRunner:
-    """The subprocess edge for ``pip wheel``: writes the wheel pip would, records the call."""
-
-    def __init__(self, wheel_name: str) -> None:
-        self.wheel_name = wheel_name
-        self.calls: list[tuple[str, ...]] = []
-
-    def __call__(self, argv: Sequence[str], *, timeout: float = 0, cwd: str | None = None,
-                 env: Mapping[str, str] | None = None, stdin: str | None = None) -> Completed:
-        self.calls.append(tuple(argv))
-        out = Path(argv[list(argv).index("--wheel-dir") + 1])
-        with zipfile.ZipFile(out / self.wheel_name, "w") as archive:
-            archive.writestr("built.txt", "from " + argv[-1])
-        return Completed(tuple(argv), 0, "", "")
+def sandboxed(engine: FakeEngine, **kwargs: object) -> FakeSandbox:
+    """The engine's runs answered as the sandbox would: platform probes, and builds that write a wheel."""
+    sandbox = FakeSandbox(IMAGE_FACTS, **kwargs)  # type: ignore[arg-type]
+    engine.on_run = sandbox
+    return sandbox
 
 
-def test_an_sdist_only_distribution_is_built_on_the_host_and_pinned_by_its_new_hash(tmp_path: Path,
-                                                                                     index: LocalIndex) -> None:
-    sdist = index.add("puresdist-0.3.tar.gz")
+def test_an_sdist_only_distribution_is_built_in_the_sandbox_and_pinned_by_its_new_hash(tmp_path: Path,
+                                                                                        index: LocalIndex) -> None:
+    sdist = index.add("puresdist-0.3.tar.gz", sdist_bytes("puresdist", "0.3"))
     lock = write_lock(tmp_path / "lock", make_snapshot(dist("puresdist", "0.3", sdist)))
-    runner = WheelBuildingRunner("puresdist-0.3-py3-none-any.whl")
+    backends = FakeBackendIndex()
     engine = fake_engine()
+    sandbox = sandboxed(engine)
 
-    result = build(lock, engine, options(), wheelhouse=Wheelhouse(tmp_path / "wheels", runner=runner))
+    result = build(lock, engine, options(), wheelhouse=Wheelhouse(tmp_path / "wheels", runner=backends,
+                                                                   lookup=backends))
 
     [sent] = engine.builds
     wheel = sent.files["wheels/puresdist-0.3-py3-none-any.whl"]
@@ -273,29 +264,43 @@ def test_an_sdist_only_distribution_is_built_on_the_host_and_pinned_by_its_new_h
     assert f"--hash=sha256:{sdist.sha256}" in requirements
     assert f"--hash=sha256:{hashlib.sha256(wheel).hexdigest()}" in requirements
     assert result.built_from_sdist == ("puresdist==0.3",)
-    [call] = runner.calls
-    assert call[1:4] == ("-m", "pip", "wheel") and "--no-deps" in call and call[-1].endswith("puresdist-0.3.tar.gz")
+    [run] = sandbox.runs
+    assert run.spec.image == BASE_ID and run.spec.network_disabled
+    assert run.source == {"puresdist-0.3.tar.gz": sdist_bytes("puresdist", "0.3").decode("utf-8", "replace")}
+    [download] = backends.downloads()
+    assert download[download.index("--") + 1:] == ("setuptools>=40.8.0", "wheel")  # no pyproject.toml: PEP 518
+    assert "setuptools==1.0 --hash=sha256:" in run.backend_requirements
+    [warning] = result.warnings
+    assert "puresdist 0.3 has no wheel" in warning and "network-less sandbox" in warning
+    assert "optimized libraries" in warning
 
 
-def test_a_host_built_wheel_the_image_cannot_use_is_refused(tmp_path: Path, index: LocalIndex) -> None:
-    lock = write_lock(tmp_path / "lock", make_snapshot(dist("cext", "1.0", index.add("cext-1.0.tar.gz"))))
-    runner = WheelBuildingRunner("cext-1.0-cp312-cp312-linux_x86_64.whl")  # the host runs another Python
+def test_a_sandbox_built_wheel_the_image_cannot_use_is_refused(tmp_path: Path, index: LocalIndex) -> None:
+    lock = write_lock(tmp_path / "lock", make_snapshot(dist("cext", "1.0", index.add("cext-1.0.tar.gz",
+                                                                                      sdist_bytes("cext", "1.0")))))
+    engine = fake_engine()
+    sandboxed(engine, wheel_name="cext-1.0-cp312-cp312-linux_x86_64.whl")  # an image with another Python
+    backends = FakeBackendIndex()
 
-    with pytest.raises(ArtifactError, match="cext built on this machine gives cext-1.0-cp312"):
-        build(lock, fake_engine(), options(), wheelhouse=Wheelhouse(tmp_path / "wheels", runner=runner))
+    with pytest.raises(ArtifactError, match=r"gives cext-1.0-cp312-cp312-linux_x86_64.whl, which the image"):
+        build(lock, engine, options(), wheelhouse=Wheelhouse(tmp_path / "wheels", runner=backends, lookup=backends))
+    assert engine.builds == []
 
 
 def test_a_local_project_is_built_into_a_vendored_wheel_and_its_edits_change_the_digest(
         tmp_path: Path, packaging_like: Distribution) -> None:
     project = tmp_path / "myproj"
     (project / "myproj").mkdir(parents=True)
-    (project / "pyproject.toml").write_text("[project]\nname = 'myproj'\nversion = '0.1'\n")
+    (project / "pyproject.toml").write_text("[build-system]\nrequires = ['hatchling>=1.24']\n"
+                                            "build-backend = 'hatchling.build'\n"
+                                            "[project]\nname = 'myproj'\nversion = '0.1'\n")
     (project / "myproj" / "__init__.py").write_text("VALUE = 1\n")
     local = dist("myproj", "0.1", origin=Origin(kind="editable", url=project.as_uri()))
     lock = write_lock(tmp_path / "lock", make_snapshot(packaging_like, local))
-    runner = WheelBuildingRunner("myproj-0.1-py3-none-any.whl")
+    backends = FakeBackendIndex()
     engine = fake_engine()
-    wheelhouse = Wheelhouse(tmp_path / "wheels", runner=runner)
+    sandbox = sandboxed(engine)
+    wheelhouse = Wheelhouse(tmp_path / "wheels", runner=backends, lookup=backends)
 
     first = build(lock, engine, options(), wheelhouse=wheelhouse)
     (project / "myproj" / "__pycache__").mkdir()
@@ -309,7 +314,10 @@ def test_a_local_project_is_built_into_a_vendored_wheel_and_its_edits_change_the
     assert "/envcap/wheels/vendored/*.whl" in sent.dockerfile
     assert "myproj" not in sent.files["requirements.lock"].decode()
     assert first.vendored == ("myproj==0.1 (editable)",)
-    assert runner.calls[0][-1] == str(project)
+    [run] = sandbox.runs
+    assert sorted(run.source) == ["myproj/__init__.py", "pyproject.toml"]
+    assert run.spec.entrypoint[-2:] == ("tree", ".")
+    assert "hatchling==1.0 --hash=sha256:" in run.backend_requirements
     assert untouched.digest == first.digest
     assert edited.digest != first.digest
 
