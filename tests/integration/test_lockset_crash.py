@@ -92,7 +92,7 @@ def test_concurrent_snapshots_never_mix(tmp_path: Path) -> None:
 
 def _mounted(kind: str, target: Path) -> bool:
     target.mkdir(parents=True, exist_ok=True)
-    argv = {"tmpfs": ["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(target)]}[kind]
+    argv = {"tmpfs": ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(target)]}[kind]
     return subprocess.run(argv, capture_output=True, check=False).returncode == 0
 
 
