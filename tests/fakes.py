@@ -337,3 +337,28 @@ def task_stdout(parts: Mapping[str, Mapping[str, Any]], *, host: str = "node", r
         answer["image"] = image
     packed = base64.b64encode(zlib.compress(json.dumps(answer).encode())).decode()
     return f"{before}\nENVCAP-FLEET-RESULT {packed}\n"
+
+
+def make_wheel(folder: Path, name: str, version: str, files: Mapping[str, str]) -> Path:
+    """A real, installable pure-Python wheel, written with zipfile (no build backend, no network)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    dist_info = f"{name}-{version}.dist-info"
+    contents = dict(files)
+    contents[f"{dist_info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    contents[f"{dist_info}/WHEEL"] = "Wheel-Version: 1.0\nGenerator: envcap-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    record = []
+    for path, text in contents.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    record.append(f"{dist_info}/RECORD,,")
+    contents[f"{dist_info}/RECORD"] = "\n".join(record) + "\n"
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in contents.items():
+            archive.writestr(path, text)
+    return wheel
+

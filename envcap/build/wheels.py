@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 from envcap.build.target import TargetPlatform, wheel_rank
 from envcap.build.vendor import Vendored, vendored
-from envcap.errors import ArtifactError
+from envcap.errors import ArtifactError, LockfileError
 from envcap.lock import Artifact, Distribution, Snapshot
 from envcap.lock.disposition import dispositions
+from envcap.lock.validate import archive_matches
 
 SDIST_SUFFIXES = (".tar.gz", ".zip", ".tar.bz2", ".tgz")
 
@@ -46,7 +47,11 @@ class WheelSet:
 def pinned_artifacts(dist: Distribution, kind: str) -> list[Artifact]:
     """The files a pinned distribution may be installed from: its index files, or its one URL."""
     if kind == "url" and dist.origin and dist.origin.url and dist.origin.sha256:
-        filename = urllib.parse.unquote(dist.origin.url.split("#", 1)[0].rsplit("/", 1)[-1])
+        filename = urllib.parse.unquote(dist.origin.url.split("#", 1)[0].split("?", 1)[0].rsplit("/", 1)[-1])
+        if "/" in filename or filename.startswith(".") or not archive_matches(filename, dist):
+            raise LockfileError(f"{dist.name} {dist.version} is pinned to {dist.origin.url}, whose file name is not "
+                                "a wheel or sdist of that release.",
+                                hint="a lock may come from anyone: take a fresh snapshot of the environment")
         return [Artifact(filename=filename, sha256=dist.origin.sha256, url=dist.origin.url)]
     return list(dist.artifacts)
 

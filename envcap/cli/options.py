@@ -33,12 +33,25 @@ verbose_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (with a format version).")
 
 
+def _upward(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path:
+    """Left out: the nearest ``.envcap/`` holding a lock, from here upward (as git finds ``.git``)."""
+    if value is not None:
+        return value
+    from envcap.lock.store import find_lock_folder
+
+    return find_lock_folder(Path.cwd()) or DEFAULT_LOCK_DIR
+
+
 def lock_dir_argument(help_text: str = "the snapshot folder", *,
                       default: Path | None = DEFAULT_LOCK_DIR) -> Callable[[F], F]:
-    """``[DIR]``: a snapshot folder or an envcap.lock.json, ``.envcap/`` when left out (``default=None``: none)."""
+    """``[DIR]``: a snapshot folder or an envcap.lock.json; left out, the nearest ``.envcap/`` from here
+    upward (``default=None``: none at all)."""
     del help_text  # click arguments carry no help; the command's docstring names DIR
+    if default is None:
+        return click.argument("lock_dir", metavar="[DIR]", required=False, type=click.Path(path_type=Path),
+                              default=None)
     return click.argument("lock_dir", metavar="[DIR]", required=False, type=click.Path(path_type=Path),
-                          default=default)
+                          default=None, callback=_upward)
 
 
 def base_image_option(help_text: str) -> Callable[[F], F]:

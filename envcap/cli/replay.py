@@ -57,6 +57,8 @@ class _ReplayCommand(click.Command):
 @click.option("--markdown", "markdown_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the report as Markdown (for an issue or pull request).")
 @click.option("--user", metavar="UID:GID", help="Run as this user (default: yours, so files written belong to you).")
+@click.option("--mount", "mounts", metavar="SRC[:DST][:ro]", multiple=True,
+              help="Also mount SRC (a dataset, a cache) at DST (default: the same path); repeatable.")
 @click.option("-e", "--env", "env_args", metavar="NAME[=VALUE]", multiple=True,
               help="Set a variable for the workload (NAME alone: its value in this shell); wins over the lock's.")
 @click.option("--env-file", "env_files", metavar="FILE", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -67,7 +69,8 @@ class _ReplayCommand(click.Command):
 @click.pass_context
 def command(ctx: click.Context, lock_dir: Path, image: str | None, base_image: str | None, gpus: GpuChoice,
             outputs: tuple[str, ...], repeat: int, report_file: Path | None, markdown_file: Path | None,
-            user: str | None, env_args: tuple[str, ...], env_files: tuple[Path, ...], allow_broad_mount: bool) -> None:
+            user: str | None, mounts: tuple[str, ...], env_args: tuple[str, ...], env_files: tuple[Path, ...],
+            allow_broad_mount: bool) -> None:
     """Rerun CMD (after --) in the image of the snapshot DIR (default .envcap/) and report what differs."""
     from envcap.errors import UsageError
     from envcap.replay import ReplayFailed, ReplayInterrupted, ReplayRequest, replay
@@ -80,7 +83,7 @@ def command(ctx: click.Context, lock_dir: Path, image: str | None, base_image: s
     request = ReplayRequest(lock_dir=lock_dir, command=tuple(workload), cwd=Path.cwd(), image=image,
                             base_image=base_image, gpus=gpus, outputs=outputs, repeat=repeat, user=user,
                             tty=sys.stdin.isatty() and sys.stdout.isatty(), interactive=interactive_stdin,
-                            env=explicit_env(env_args, env_files, os.environ), host_env=dict(os.environ),
+                            mounts=mounts, env=explicit_env(env_args, env_files, os.environ), host_env=dict(os.environ),
                             allow_broad_mount=allow_broad_mount)
     engine = engine_from(ctx)
 

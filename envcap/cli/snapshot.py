@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 
 @click.command("snapshot")
-@click.option("--python", "python", metavar="PATH", help="Interpreter to describe (default: the one running envcap).")
+@click.option("--python", "python", metavar="PATH",
+              help="Interpreter to describe (default: the one -- CMD runs, else $VIRTUAL_ENV, $CONDA_PREFIX, python3).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=DEFAULT_OUT,
               show_default=True, help="Folder for envcap.lock.json, requirements.lock, pylock.toml, Dockerfile.")
 @base_image_option("Record IMG as the image to rebuild on (build and the Dockerfile use it) instead of choosing one.")
@@ -40,18 +41,22 @@ def command(ctx: click.Context, python: str | None, out_dir: Path, base_image: s
                       outputs=outputs, quiet_stdout=as_json, on_stage=progress.on_stage,
                       on_release=progress.on_release)
     snapshot, native = result.snapshot, result.native
+    described = result.interpreter.describe() if result.interpreter else None
     if as_json:
         emit_json("snapshot", {"out": str(out_dir), "files": [str(p) for p in result.files],
+                               "interpreter": described, "notes": list(result.notes),
                                "snapshot": snapshot_to_dict(snapshot)})
         if native is not None and native.exit_code:
             ctx.exit(native.exit_code)
         return
     for warning in snapshot.warnings:
         note("warning", warning)
+    for text in result.notes:
+        note("warning", text)
     pinned = sum(1 for d in snapshot.distributions if d.artifacts)
     python_version = snapshot.python.version if snapshot.python else "?"
-    say(f"Snapshot of Python {python_version}: {len(snapshot.distributions)} distributions "
-               f"({pinned} pinned by hash) -> {out_dir}/ [{snapshot.digest}]")
+    say(f"Snapshot of Python {python_version} at {described}: {len(snapshot.distributions)} distributions "
+        f"({pinned} pinned by hash) -> {out_dir}/ [{snapshot.digest}]")
     if native is not None:
         _report_native_run(ctx, native, outputs)
 

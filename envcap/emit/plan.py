@@ -13,6 +13,7 @@ from packaging.version import InvalidVersion, Version
 
 from envcap import __version__
 from envcap.lock import BaseImage, BuildChoices, ImageFamily, Platform, Snapshot
+from envcap.redact import public_source
 
 DEFAULT_CODENAME = "bookworm"
 # glibc of the Debian releases python:*-slim images are based on, and of the Ubuntu releases of
@@ -162,8 +163,9 @@ def image_labels(snapshot: Snapshot, base: BaseImage) -> dict[str, str]:
     if snapshot.git and snapshot.git.commit:
         labels["org.opencontainers.image.revision"] = snapshot.git.commit
         labels["io.envcap.source-commit"] = snapshot.git.commit
-    if snapshot.git and snapshot.git.remote:
-        labels["org.opencontainers.image.source"] = snapshot.git.remote
+    source = public_source(snapshot.git.remote) if snapshot.git else None
+    if source:  # an http(s) URL only: no user names, tokens or host paths in an image's labels
+        labels["org.opencontainers.image.source"] = source
     if snapshot.python:
         labels["io.envcap.python"] = snapshot.python.version
     return labels

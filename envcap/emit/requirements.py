@@ -63,10 +63,11 @@ def render_requirements_in(snapshot: Snapshot) -> str:
             lines.append(f"{dist.name} @ {dist.origin.vcs or 'git'}+{dist.origin.url}@{dist.origin.commit}")
         elif item.kind == "vendored" and dist.origin and dist.origin.kind == "editable" and dist.origin.url:
             lines.append(f"-e {dist.origin.url}")
-        elif item.kind == "vendored" and dist.origin and dist.origin.url:
+        elif item.kind in ("vendored", "url") and dist.origin and dist.origin.url:
             lines.append(f"{dist.name} @ {dist.origin.url}")
         else:
-            lines.append(f"{dist.name}=={dist.version}")
+            extras = f"[{','.join(dist.extras)}]" if dist.extras else ""
+            lines.append(f"{dist.name}{extras}=={dist.version}")
     return "\n".join(lines) + "\n"
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from envcap.explain.derive import cudnn_from_int
-from envcap.lock import Snapshot
+from envcap.lock import GitState, Snapshot
 
 # Sources whose distribution list is complete (a package missing from it is not installed).
 COMPLETE_PACKAGE_SOURCES = frozenset({"probe", "pip-freeze", "pip-list", "pip-inspect", "conda-list"})
@@ -69,6 +69,17 @@ def blas_family(name: str | None) -> str | None:
         if key.startswith(prefix):
             return family
     return key
+
+
+def code_text(git: GitState) -> str:
+    """The workload's code as one comparable value: the commit changes are measured against, and
+    which files differ from it (``.envcap/`` left out, so committing a snapshot changes nothing)."""
+    base = (git.base or git.commit or "no commit")[:12]
+    if not git.diff_sha256:
+        return f"{base} as committed"
+    files = list(git.changed_files)
+    shown = ", ".join(files[:8]) + (f" and {len(files) - 8} more" if len(files) > 8 else "")
+    return f"{base} with changes to {shown or 'files'} (diff {git.diff_sha256[:12]})"
 
 
 def facts_of(snapshot: Snapshot) -> FactView:
@@ -138,9 +149,11 @@ def facts_of(snapshot: Snapshot) -> FactView:
     g = snapshot.git
     if g:
         _put(v, "git.commit", g.commit)
-        v["git.dirty"] = g.dirty
-        _put(v, "git.diff", g.diff_sha256)
         _put(v, "git.root", g.root)
+        if g.commit is not None or g.base is not None:
+            v["git.code"] = code_text(g)
+        if g.imports_changed is not None:
+            v["git.imports_changed"] = g.imports_changed
 
     for marker in snapshot.derived:
         derived.add(_fact_of_marker(marker))

@@ -178,6 +178,9 @@ def _group(node: Cond | AnyOf | AllOf, fa: FactView, fb: FactView) -> bool | Non
 
 
 def _cond(cond: Cond, fa: FactView, fb: FactView) -> bool | None:
+    if cond.side == "known":  # a fact only one side can state (what the replayed workload imported)
+        outcomes = [_check(cond, view) for view in (fa, fb) if view.known(cond.fact)]
+        return _any(outcomes) if outcomes else None
     outcomes = [_check(cond, view) for view in (fa, fb)]
     return _all(outcomes) if cond.side == "both" else _any(outcomes)
 

@@ -41,12 +41,12 @@ def dispose(dist: Distribution) -> Disposition:
         return Disposition(dist, "vendored", f"{dist.name} {dist.version} comes from {where} at commit "
                            f"{commit or 'unknown'}: `envcap build` builds that commit into a wheel on the host; "
                            "it is not in requirements.lock (pip cannot hash-check a repository).")
+    if origin in ("url", "file") and dist.origin and dist.origin.sha256:
+        return Disposition(dist, "url")  # a local wheel too: pinned by its hash, fetched and checked like any
     if origin == "file":
-        return Disposition(dist, "vendored", f"{dist.name} {dist.version} was installed from the local file {where}: "
-                           "`envcap build` copies that file into the image if it still exists; it is not in "
-                           "requirements.lock.")
-    if origin == "url" and dist.origin and dist.origin.sha256:
-        return Disposition(dist, "url")
+        return Disposition(dist, "vendored", f"{dist.name} {dist.version} was installed from the local file {where} "
+                           "without a recorded hash: `envcap build` copies that file into the image if it still "
+                           "exists; it is not in requirements.lock.")
     if origin == "url":
         return Disposition(dist, "missing", f"{dist.name} {dist.version} was installed from {where} without a "
                            "recorded hash: it is left out of requirements.lock; install it by hand.")

@@ -73,6 +73,7 @@ class Distribution:
     artifacts: tuple[Artifact, ...] = ()
     problems: tuple[str, ...] = ()
     shadowed: tuple[str, ...] = ()
+    extras: tuple[str, ...] = ()  # installed with these extras, as inferred from what is installed
 
     @property
     def reinstallable(self) -> bool:
@@ -240,12 +241,21 @@ class Toolchain:
 
 @dataclass(frozen=True)
 class GitState:
+    """The workload's code: the commit, and what differs from ``base`` (.envcap/ left out).
+
+    At snapshot time ``base`` is HEAD; a replay measures against the snapshot's commit, so two
+    states hold the same code exactly when their ``diff_sha256`` agree (both None: no change).
+    """
+
     commit: str | None = None
     branch: str | None = None
     dirty: bool = False
     diff_sha256: str | None = None
     remote: str | None = None
     root: str | None = None
+    base: str | None = None
+    changed_files: tuple[str, ...] = ()
+    imports_changed: bool | None = None  # at replay: did the workload import a changed file (None: unknown)
 
 
 @dataclass(frozen=True)

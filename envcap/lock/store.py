@@ -11,6 +11,27 @@ from envcap.lock.records import LOCK_FILENAME, Snapshot
 MAX_LOCK_BYTES = 64 << 20
 
 
+def find_lock_folder(start: Path, name: str = ".envcap") -> Path | None:
+    """The nearest ``name`` folder holding a lock, from ``start`` up to the file system's root."""
+    for folder in (start, *start.parents):
+        candidate = folder / name
+        if (candidate / LOCK_FILENAME).is_file():
+            return candidate
+    return None
+
+
+def project_root(cwd: Path, lock_folder: Path) -> Path:
+    """The folder a replay mounts: the git work tree around here, else the folder holding the lock's
+    folder when here is inside it, else here."""
+    for folder in (cwd, *cwd.parents):
+        if (folder / ".git").exists():
+            return folder
+    holder = lock_folder.absolute().parent
+    if cwd == holder or holder in cwd.parents:
+        return holder
+    return cwd
+
+
 def lock_path(location: Path) -> Path:
     return location / LOCK_FILENAME if location.is_dir() or not location.suffix else location
 

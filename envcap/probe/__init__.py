@@ -49,7 +49,7 @@ def resolve_interpreter(python: str) -> str:
                          hint="check the path, or create the environment first (python -m venv .venv)")
     if not os.access(path, os.X_OK):
         raise ProbeError(f"{python} is not executable.", hint="pass a Python interpreter with --python")
-    return str(path)
+    return os.path.abspath(path)  # run with another cwd, a relative path would name another file
 
 
 def probe_cache_file(cache_root: Path, python: str) -> Path:

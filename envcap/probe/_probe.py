@@ -98,6 +98,7 @@ if TYPE_CHECKING:
     class Distribution(_Distribution, total=False):
         problems: List[str]
         shadowed: List[str]  # later copies on sys.path, which importlib never reaches
+        extras: List[str]  # extras it was most likely installed with (every requirement of each is here)
 
     class CondaPackage(TypedDict):
         name: str
@@ -241,6 +242,8 @@ if TYPE_CHECKING:
         diff_sha256: Optional[str]
         root: Optional[str]
         remote: Optional[str]
+        base: Optional[str]  # the commit the diff is taken against (HEAD, or the snapshot's at replay)
+        changed_files: List[str]  # files that differ from ``base``, .envcap/ left out
 
     class Options(TypedDict):
         cache: Optional[str]
@@ -405,8 +408,16 @@ def canonical_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def parse_metadata_headers(text: str) -> Dict[str, str]:
-    """The few RFC 822 headers we need; email.parser is slower and trips on broken files."""
+REQUIREMENT_NAME_RE = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+EXTRA_MARKER_RE = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
+
+
+def parse_metadata_headers(text: str, requires: Optional[List[Tuple[str, Optional[str]]]] = None) -> Dict[str, str]:
+    """The few RFC 822 headers we need; email.parser is slower and trips on broken files.
+
+    ``requires``, when given, receives (name, extra or None) of each Requires-Dist: what the
+    extras and the roots of a uv-made venv are inferred from.
+    """
     headers: Dict[str, str] = {}
     for line in text.splitlines():
         if not line.strip():
@@ -417,6 +428,11 @@ def parse_metadata_headers(text: str) -> Dict[str, str]:
         key = key.strip().lower()
         if key in ("name", "version") and key not in headers:
             headers[key] = value.strip()
+        elif key == "requires-dist" and requires is not None:
+            name = REQUIREMENT_NAME_RE.match(value)
+            if name:
+                extra = EXTRA_MARKER_RE.search(value)
+                requires.append((canonical_name(name.group(1)), canonical_name(extra.group(1)) if extra else None))
     return headers
 
 
@@ -492,6 +508,7 @@ def distributions_facts(paths: Iterable[str]) -> List[Distribution]:
     """Scans every dist-info/egg-info on the target's sys.path, first one wins (as importlib does)."""
     seen: Dict[str, Distribution] = {}
     ordered: List[Distribution] = []
+    requirements: Dict[str, List[Tuple[str, Optional[str]]]] = {}
     for folder in paths:
         if not folder or not os.path.isdir(folder):
             continue
@@ -504,17 +521,47 @@ def distributions_facts(paths: Iterable[str]) -> List[Distribution]:
             if not match:
                 continue
             meta_dir = os.path.join(folder, entry)
-            record = read_distribution(folder, meta_dir, match)
+            requires: List[Tuple[str, Optional[str]]] = []
+            record = read_distribution(folder, meta_dir, match, requires)
             key = record["name"]
             if key in seen:
                 seen[key].setdefault("shadowed", []).append(meta_dir)
                 continue
             seen[key] = record
+            requirements[key] = requires
             ordered.append(record)
+    infer_requests(ordered, requirements)
     return ordered
 
 
-def read_distribution(folder: str, meta_dir: str, match: re.Match[str]) -> Distribution:
+def infer_requests(dists: List[Distribution], requirements: Dict[str, List[Tuple[str, Optional[str]]]]) -> None:
+    """Two things pip's markers do not say, inferred from the dependency graph.
+
+    - The extras a requested distribution was installed with (``requests[socks]``): each extra whose
+      every requirement is installed. REQUESTED records no extras at all.
+    - What the user asked for in a venv made by uv, which marks every package REQUESTED: the roots,
+      those no other installed distribution requires.
+    """
+    installed = {d["name"] for d in dists}
+    needed = {name for reqs in requirements.values() for name, extra in reqs if extra is None}
+    uv = [d for d in dists if d["installer"] == "uv"]
+    if len(uv) > 1 and all(d["requested"] for d in uv):
+        for dist in uv:
+            dist["requested"] = dist["name"] not in needed
+    for dist in dists:
+        if not dist["requested"]:
+            continue
+        groups: Dict[str, List[str]] = {}
+        for name, extra in requirements.get(dist["name"], []):
+            if extra is not None:
+                groups.setdefault(extra, []).append(name)
+        extras = sorted(extra for extra, names in groups.items() if names and all(n in installed for n in names))
+        if extras:
+            dist["extras"] = extras
+
+
+def read_distribution(folder: str, meta_dir: str, match: re.Match[str],
+                      requires: Optional[List[Tuple[str, Optional[str]]]] = None) -> Distribution:
     kind = match.group("kind")
     problems: List[str] = []
     headers: Dict[str, str] = {}
@@ -525,7 +572,7 @@ def read_distribution(folder: str, meta_dir: str, match: re.Match[str]) -> Distr
     if text is None:
         problems.append("no METADATA file")
     else:
-        headers = parse_metadata_headers(text)
+        headers = parse_metadata_headers(text, requires)
     name = headers.get("name") or match.group("name")
     version = headers.get("version") or match.group("version")
     if "version" not in headers:
@@ -1413,6 +1460,11 @@ def env_facts(environ: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
 
 def run_many(commands: List[List[str]], cwd: Optional[str] = None, timeout: float = 10.0) -> List[Optional[str]]:
     """Starts every argv at once and waits for all: git's answers cost one round-trip, not three."""
+    return [None if out is None else out.decode("utf-8", "replace") for out in run_many_raw(commands, cwd, timeout)]
+
+
+def run_many_raw(commands: List[List[str]], cwd: Optional[str] = None, timeout: float = 10.0) -> List[Optional[bytes]]:
+    """As run_many, the outputs as bytes (a binary diff is hashed as git wrote it); None: failed."""
     procs: List[Optional[subprocess.Popen[bytes]]] = []
     for argv in commands:
         try:
@@ -1420,7 +1472,7 @@ def run_many(commands: List[List[str]], cwd: Optional[str] = None, timeout: floa
                                           stderr=subprocess.DEVNULL))
         except OSError:
             procs.append(None)
-    outputs: List[Optional[str]] = []
+    outputs: List[Optional[bytes]] = []
     for proc in procs:
         if proc is None:
             outputs.append(None)
@@ -1432,11 +1484,21 @@ def run_many(commands: List[List[str]], cwd: Optional[str] = None, timeout: floa
             proc.communicate()
             outputs.append(None)
             continue
-        outputs.append(out.decode("utf-8", "replace") if proc.returncode == 0 else None)
+        outputs.append(out if proc.returncode == 0 else None)
     return outputs
 
 
-def git_facts(cwd: str) -> Optional[GitFacts]:
+# The snapshot folder is envcap's, not the workload's code: committing it must not read as a code change.
+GIT_OUTSIDE_ENVCAP = ":(top,exclude).envcap"
+MAX_CHANGED_FILES = 200
+
+
+def git_facts(cwd: str, base: Optional[str] = None) -> Optional[GitFacts]:
+    """The work tree's commit and its changes, ``.envcap/`` left out.
+
+    ``base``: measure the changes against that commit instead of HEAD (a replay asks "what changed
+    since the snapshot's commit", so commits that only touch .envcap/ leave the code equal).
+    """
     if not which("git"):
         note_unavailable("git", "git is not installed")
         return None
@@ -1448,8 +1510,9 @@ def git_facts(cwd: str) -> Optional[GitFacts]:
     if status is None:
         return None  # not a repository: nothing to record
     facts: GitFacts = {"commit": None, "branch": None, "dirty": False, "diff_sha256": None,
-             "root": root.strip() if root else None,
-             "remote": strip_credentials(remote.strip()) if remote else None}
+                       "root": root.strip() if root else None,
+                       "remote": strip_credentials(remote.strip()) if remote else None,
+                       "base": None, "changed_files": []}
     for line in status.splitlines():
         if line.startswith("# branch.oid "):
             oid = line.split(" ", 2)[2]
@@ -1457,15 +1520,20 @@ def git_facts(cwd: str) -> Optional[GitFacts]:
         elif line.startswith("# branch.head "):
             head = line.split(" ", 2)[2]
             facts["branch"] = None if head == "(detached)" else head
-        elif line and not line.startswith("#"):
-            facts["dirty"] = True
-    if facts["dirty"] and facts["commit"]:
-        try:
-            diff = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=cwd, stdout=subprocess.PIPE,
-                                  stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, timeout=30, check=False)
-            facts["diff_sha256"] = hashlib.sha256(diff.stdout).hexdigest()
-        except (OSError, subprocess.SubprocessError) as exc:
-            note_unavailable("git.diff", str(exc))
+    facts["base"] = base or facts["commit"]
+    if facts["base"] is None:
+        return facts
+    names, diff = run_many_raw([
+        ["git", "diff", "--name-only", facts["base"], "--", GIT_OUTSIDE_ENVCAP],
+        ["git", "diff", facts["base"], "--binary", "--", GIT_OUTSIDE_ENVCAP],
+    ], cwd=cwd, timeout=30.0)
+    if names is None or diff is None:
+        note_unavailable("git.diff", "git could not compare the work tree with %s" % facts["base"][:12])
+        return facts
+    changed = [n for n in names.decode("utf-8", "replace").splitlines() if n]
+    facts["changed_files"] = changed[:MAX_CHANGED_FILES]
+    facts["dirty"] = bool(changed) and base is None
+    facts["diff_sha256"] = hashlib.sha256(diff).hexdigest() if changed else None
     return facts
 
 

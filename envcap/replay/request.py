@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
+from envcap.engine import Mount
 from envcap.errors import UsageError
 from envcap.lock import Snapshot
 from envcap.lock.validate import VARIABLE_NAME
@@ -31,6 +33,7 @@ class ReplayRequest:
     user: str | None = None  # "uid:gid"; default: the user running envcap
     tty: bool = False
     interactive: bool = False
+    mounts: tuple[str, ...] = ()  # --mount SRC[:DST][:ro], on top of the project's folder
     env: Mapping[str, str] = field(default_factory=dict)  # -e NAME=VALUE / --env-file: on top of the lock's
     host_env: Mapping[str, str] = field(default_factory=dict)  # this host's, only to report what differs
     allow_broad_mount: bool = False  # mount / or $HOME itself as the working tree
@@ -48,10 +51,34 @@ def check_request(request: ReplayRequest) -> None:
         if not VARIABLE_NAME.fullmatch(name) or "\x00" in value:
             raise UsageError(f"-e {name[:60]!r} is not a variable name (letters, digits and _) with a value.",
                              hint="pass -e NAME=VALUE, or -e NAME to take NAME from this shell")
-    cwd = request.cwd.resolve()
-    if not request.allow_broad_mount and (cwd == Path(cwd.anchor) or cwd == Path.home().resolve()):
-        raise UsageError(f"replay would mount {cwd} read-write into the container as the working tree.",
+    for spec in request.mounts:
+        parse_mount(spec, request.cwd)
+
+
+def check_tree(root: Path, allow_broad: bool) -> None:
+    """The working tree is mounted read-write: never / or a home folder itself unless asked for."""
+    resolved = root.resolve()
+    if not allow_broad and (resolved == Path(resolved.anchor) or resolved == Path.home().resolve()):
+        raise UsageError(f"replay would mount {resolved} read-write into the container as the working tree.",
                          hint="run it from the project's folder, or pass --allow-broad-mount if you mean it")
+
+
+def parse_mount(spec: str, cwd: Path) -> Mount:
+    """``SRC[:DST][:ro]``: SRC must exist (relative to here), DST is absolute (default: SRC's path)."""
+    parts = spec.split(":")
+    read_only = parts[-1] == "ro" and len(parts) > 1
+    if read_only or (parts[-1] == "rw" and len(parts) > 1):
+        parts = parts[:-1]
+    if not parts[0] or len(parts) > 2:
+        raise UsageError(f"--mount {spec!r} is not SRC[:DST][:ro].", hint="for example --mount /data/imagenet:ro")
+    source = Path(os.path.normpath(cwd / os.path.expanduser(parts[0])))
+    target = parts[1] if len(parts) == 2 else str(source)
+    if not source.exists():
+        raise UsageError(f"--mount {spec!r}: {source} does not exist.", hint="check the path; it is read on this host")
+    if not target.startswith("/") or "\x00" in target:
+        raise UsageError(f"--mount {spec!r}: the container path {target!r} is not absolute.",
+                         hint="write it as SRC:/absolute/path")
+    return Mount(str(source), target, read_only=read_only)
 
 
 def check_user(user: str) -> None:

@@ -7,6 +7,7 @@ outputs it wrote) and the engine's streams; the session only decides when and ho
 from __future__ import annotations
 
 import hashlib
+import re
 import signal
 import time
 from collections.abc import Mapping, Sequence
@@ -27,10 +28,32 @@ CONTAINER_HOME = "/tmp"  # writable for any UID, which may have no passwd entry 
 REPLAY_SKIP_ENV = HOST_ONLY_ENV - {"LANG"}
 
 
+STDERR_TAIL = 64 << 10
+_MISSING_PATH = re.compile(r"(?:No such file or directory|FileNotFoundError|not found)[^'\"\n]*['\"](/[^'\"\n]+)['\"]")
+
+
 @dataclass(frozen=True)
 class RunOutcome:
     record: RunRecord
     precision: dict[str, Any] | None  # the flags the workload's main process left (hook)
+    stderr_tail: bytes = b""  # the end of what it wrote to stderr, to explain a failure
+    modules: tuple[str, ...] | None = None  # the project files it imported (None: not a Python workload)
+
+
+def missing_path_hint(stderr_tail: bytes, mounts: Sequence[Mount]) -> str | None:
+    """A workload that died on a path outside every mount gets the --mount that would have shown it."""
+    text = stderr_tail.decode("utf-8", "replace")
+    for found in reversed(_MISSING_PATH.findall(text)):
+        path = Path(found)
+        if any(path == Path(m.target) or Path(m.target) in path.parents for m in mounts):
+            continue
+        here = next((p for p in (path, *path.parents) if p.exists() and p != Path(p.anchor)), None)
+        if here is None:
+            return None
+        folder = here if here.is_dir() else here.parent
+        return (f"the workload looked for {path}, which is outside every folder mounted into the container; "
+                f"pass --mount {folder} to make it visible")
+    return None
 
 
 def workload_env(lock: Snapshot, explicit: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
@@ -106,17 +129,18 @@ def signal_name(number: int) -> str:
 
 def run_once(engine: ContainerEngine, base: RunSpec, *, index: int, replay_dir: Path, cwd: Path,
              patterns: Sequence[str], user: str, tty: bool, interactive: bool,
-             on_output: OutputCallback | None) -> RunOutcome:
+             on_output: OutputCallback | None, project_root: str | None = None) -> RunOutcome:
     """Run ``index`` of the workload: the hook mounted, output streamed and hashed, fresh outputs kept."""
     uid, _, gid = user.partition(":")
     hook_dir = hook.install(replay_dir / "hook" / f"run-{index}", uid=int(uid), gid=int(gid) if gid else None)
     spec = replace(base, tty=tty, interactive=interactive,
                    mounts=base.mounts + (Mount(str(hook_dir), hook.MOUNT_TARGET),),
-                   env=base.env | hook.environment(hook.MOUNT_TARGET, base.env.get("PYTHONPATH")))
+                   env=base.env | hook.environment(hook.MOUNT_TARGET, base.env.get("PYTHONPATH"), project_root))
     since = fs_now(hook_dir)
     started = time.monotonic()
     printed = hashlib.sha256()
-    result = engine.run(spec, on_output=_tee(printed, on_output))
+    tail = bytearray()
+    result = engine.run(spec, on_output=_tee(printed, tail, on_output))
     prints, stale = fresh_outputs(patterns, cwd, since) if patterns else ((), ())
     if prints:
         keep_copies(prints, cwd, replay_dir / "outputs" / f"run-{index}")
@@ -124,15 +148,19 @@ def run_once(engine: ContainerEngine, base: RunSpec, *, index: int, replay_dir: 
     record = RunRecord(index=index, exit_code=code, signal=signal_name(code - 128) if 128 < code <= 192 else None,
                        oom_killed=result.oom_killed, seconds=time.monotonic() - started, outputs=prints,
                        not_rewritten=stale, stdout_sha256=printed.hexdigest())
-    return RunOutcome(record, hook.read_records(hook_dir))
+    return RunOutcome(record, hook.read_records(hook_dir), bytes(tail), hook.read_modules(hook_dir))
 
 
-def _tee(printed: Any, on_output: OutputCallback | None) -> OutputCallback:
-    """Streams the workload's output on, hashing stdout so ``--repeat`` can say if the runs printed the same."""
+def _tee(printed: Any, tail: bytearray, on_output: OutputCallback | None) -> OutputCallback:
+    """Streams the workload's output on, hashing stdout so ``--repeat`` can say if the runs printed the
+    same, and keeping the end of stderr to explain a failure."""
 
     def tee(chunk: bytes, stream: OutputStream) -> None:
         if stream == "stdout":
             printed.update(chunk)
+        else:
+            tail.extend(chunk)
+            del tail[:-STDERR_TAIL]
         if on_output is not None:
             on_output(chunk, stream)
 

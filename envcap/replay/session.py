@@ -33,6 +33,7 @@ from envcap.engine.leftovers import sweep
 from envcap.errors import EnvcapError, OutputError, PreflightError
 from envcap.fs import atomic_write
 from envcap.lock import GitState, Gpu, Snapshot, dumps, load_lock, lock_path, now_utc
+from envcap.lock.store import project_root
 from envcap.replay.container_probe import ProbeJob, ask_arch_list
 from envcap.replay.image import REPLAYS, ReplayImage, resolve_image
 from envcap.replay.outputs import outputs_section, repeat_section
@@ -46,8 +47,8 @@ from envcap.replay.preflight import (
 )
 from envcap.replay.render import render_json
 from envcap.replay.report import Comparison, Difference, ReplayReport, ReplayStatus, RunRecord
-from envcap.replay.request import ReplayRequest, check_request, decide_gpus, new_replay_id
-from envcap.replay.run import describe_exit, host_differences, run_once, workload_env
+from envcap.replay.request import ReplayRequest, check_request, check_tree, decide_gpus, new_replay_id, parse_mount
+from envcap.replay.run import describe_exit, host_differences, missing_path_hint, run_once, workload_env
 
 REPLAY_LABEL = "io.envcap.replay"
 
@@ -84,11 +85,13 @@ class Evidence:
     lock: Snapshot
     user: str
     gpus: bool
+    mounts: tuple[Mount, ...] = ()  # the project's folder (and here, if outside it), then --mount
     image: ReplayImage | None = None
     checks: tuple[PreflightCheck, ...] = ()
     runs: list[RunRecord] = field(default_factory=list)
     snapshot: Snapshot | None = None  # B, as probed in the image
     precision: dict[str, Any] | None = None
+    modules: tuple[str, ...] | None = None  # the project files the workload imported (first run)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -114,7 +117,8 @@ def replay(request: ReplayRequest, *, engine: ContainerEngine, on_output: Output
     lock = load_lock(request.lock_dir)
     folder = lock_path(Path(request.lock_dir)).parent.absolute()  # bind mounts need absolute paths
     evidence = Evidence(request=request, replay_id=new_replay_id(), folder=folder, lock=lock,
-                        user=request.user or f"{os.getuid()}:{os.getgid()}", gpus=decide_gpus(request.gpus, lock))
+                        user=request.user or f"{os.getuid()}:{os.getgid()}", gpus=decide_gpus(request.gpus, lock),
+                        mounts=replay_mounts(request, folder))
     engine.ping()
     sweep(engine)  # what a build or replay that died with this engine left there (one list call)
     try:
@@ -129,6 +133,20 @@ def replay(request: ReplayRequest, *, engine: ContainerEngine, on_output: Output
         error = OutputError(f"the replay could not write {exc.filename or 'its files'}: {exc.strerror or exc}.",
                             hint=f"check that {folder / REPLAYS} is a writable folder (remove a file in its way)")
         raise ReplayFailed(error, save(evidence, "replay-failed", f"error: {error.message}")) from None
+
+
+def replay_mounts(request: ReplayRequest, folder: Path) -> tuple[Mount, ...]:
+    """The project's folder at its own path (so imports and relative paths work from any subfolder),
+    here too when here is outside it, then what ``--mount`` adds."""
+    cwd = request.cwd.absolute()
+    root = project_root(cwd, folder)
+    check_tree(root, request.allow_broad_mount)
+    mounts = [Mount(str(root), str(root))]
+    if cwd != root and root not in cwd.parents:
+        check_tree(cwd, request.allow_broad_mount)
+        mounts.append(Mount(str(cwd), str(cwd)))
+    mounts += [parse_mount(spec, cwd) for spec in request.mounts]
+    return tuple(mounts)
 
 
 def status_of(error: EnvcapError) -> ReplayStatus:
@@ -176,10 +194,8 @@ def _replay(evidence: Evidence, engine: ContainerEngine, on_output: OutputCallba
     evidence.warnings += [f"{name} was redacted in the lock, so the replay runs without it; pass it with -e {name}"
                           for name in redacted]
     evidence.warnings += host_differences(lock, request.host_env, request.env)
-    cwd = str(request.cwd)
-    base = RunSpec(image=image.id, command=request.command, workdir=cwd, user=evidence.user, env=env,
-                   mounts=(Mount(cwd, cwd),), gpus=evidence.gpus, labels={REPLAY_LABEL: evidence.replay_id},
-                   init=True)
+    base = RunSpec(image=image.id, command=request.command, workdir=str(request.cwd), user=evidence.user, env=env,
+                   mounts=evidence.mounts, gpus=evidence.gpus, labels={REPLAY_LABEL: evidence.replay_id}, init=True)
 
     # 3. snapshot B, by the same probe: before the workload where the GPU check needs it, else beside it
     deep = lock.torch_runtime is not None or bool(lock.blas and lock.blas.threadpools is not None)
@@ -193,15 +209,18 @@ def _replay(evidence: Evidence, engine: ContainerEngine, on_output: OutputCallba
     else:
         evidence.checks = (check_gpu_runtime(gpus=False, engine_has_runtime=False, endpoint=engine.endpoint),)
         probe.start()
+    stderr_tail = b""
     try:
         for index in range(1, request.repeat + 1):
             evidence.runs.append(RunRecord(index=index, exit_code=None))  # replaced when the run ends
             outcome = run_once(engine, base, index=index, replay_dir=evidence.replay_dir, cwd=request.cwd,
                                patterns=request.outputs, user=evidence.user, tty=request.tty,
-                               interactive=request.interactive, on_output=on_output)
+                               interactive=request.interactive, on_output=on_output,
+                               project_root=evidence.mounts[0].source)
             evidence.runs[-1] = outcome.record
+            stderr_tail = outcome.stderr_tail
             if index == 1:
-                evidence.precision = outcome.precision
+                evidence.precision, evidence.modules = outcome.precision, outcome.modules
             if outcome.record.exit_code != 0:
                 break
     finally:
@@ -209,6 +228,9 @@ def _replay(evidence: Evidence, engine: ContainerEngine, on_output: OutputCallba
             _take_probe(evidence, probe)
     last = evidence.runs[-1]
     status, message = describe_exit(last.exit_code, last.oom_killed, request.command, image.reference)
+    hint = missing_path_hint(stderr_tail, evidence.mounts) if last.exit_code else None
+    if hint:
+        message = f"{message} {hint[0].upper()}{hint[1:]}." if message else hint
     return save(evidence, status, message)
 
 
@@ -238,17 +260,21 @@ def _fail_fast(evidence: Evidence) -> None:
         raise error
 
 
-def host_git(cwd: Path) -> GitState | None:
-    """The working tree's git state now, read on the host (the container sees the same mounted files)."""
+def host_git(cwd: Path, base: str | None = None, modules: tuple[str, ...] | None = None) -> GitState | None:
+    """The work tree's git state now, read on the host (the container sees the same mounted files),
+    measured against the snapshot's commit; ``modules``: did the workload import a changed file."""
     from envcap.probe._probe import git_facts
 
-    facts = git_facts(str(cwd))
+    facts = git_facts(str(cwd), base)
     if not isinstance(facts, dict):
         return None
     try:
-        return from_json(GitState, facts)
+        state = from_json(GitState, facts)
     except ShapeError:
         return None
+    if modules is None:
+        return state
+    return replace(state, imports_changed=bool(set(state.changed_files) & set(modules)))
 
 
 def _snapshot_b(evidence: Evidence) -> Snapshot | None:
@@ -256,7 +282,8 @@ def _snapshot_b(evidence: Evidence) -> Snapshot | None:
     if snapshot is None:
         return None
     first = evidence.runs[0] if evidence.runs else None
-    git = host_git(evidence.request.cwd) if evidence.lock.git is not None else None
+    lock_git = evidence.lock.git
+    git = host_git(evidence.request.cwd, lock_git.commit, evidence.modules) if lock_git is not None else None
     return replace(snapshot, git=git, precision=evidence.precision,
                    outputs=first.outputs if first and evidence.request.outputs else None).with_digest()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -21,11 +22,10 @@ if TYPE_CHECKING:
     # imported where used: the look-ups' modules load while the probe runs, not before it starts
     from envcap.net.pipconf import PipSettings
     from envcap.snapshot.hashes import ArtifactResolver, IndexDown, Release
+    from envcap.snapshot.interpreter import Interpreter
+    from envcap.workload.native import NativeRun
 
 DEFAULT_OUT = Path(".envcap")
-
-if TYPE_CHECKING:
-    from envcap.workload.native import NativeRun
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class SnapshotResult:
     out_dir: Path
     files: tuple[Path, ...]
     native: NativeRun | None = None  # the workload's run on this host, with `-- CMD`
+    interpreter: Interpreter | None = None  # which one was described, and why that one
+    notes: tuple[str, ...] = ()  # about this invocation (not recorded in the lock)
 
 
 
@@ -264,9 +266,16 @@ def take(python: str | None, out_dir: Path, *, base_image: str | None = None, de
     if outputs and not workload:
         raise UsageError("--outputs needs the command that writes them.",
                          hint="put it after --: envcap snapshot --outputs 'out/*.json' -- python train.py")
-    snapshot = capture(python, deep=deep, offline=offline, on_release=on_release, on_stage=on_stage)
+    from envcap.snapshot.interpreter import choose, is_envcaps_own
+
+    interpreter = choose(python, workload, os.environ, Path.cwd())
+    snapshot = capture(interpreter.path, deep=deep, offline=offline, on_release=on_release, on_stage=on_stage)
+    notes: tuple[str, ...] = ()
+    if is_envcaps_own(snapshot.python.prefix if snapshot.python else None):
+        notes = (f"{interpreter.path} is the environment envcap itself runs in, not a project's: activate the "
+                 "project's venv, or pass --python .venv/bin/python",)
     if not workload:
-        return write_snapshot(snapshot, out_dir, base_image=base_image)
+        return replace(write_snapshot(snapshot, out_dir, base_image=base_image), interpreter=interpreter, notes=notes)
     from envcap.workload.native import native_run
 
     if on_stage:
@@ -282,7 +291,7 @@ def take(python: str | None, out_dir: Path, *, base_image: str | None = None, de
                                 staged_outputs=staging / "outputs" if recorded else None)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return replace(result, native=native)
+    return replace(result, native=native, interpreter=interpreter, notes=notes)
 
 
 __all__ = ["DEFAULT_OUT", "SnapshotResult", "capture", "lock_files", "take", "with_build_choices", "write_snapshot"]

@@ -16,7 +16,9 @@ from typing import Any
 
 HOOK_SOURCE = Path(__file__).with_name("sitecustomize.py")
 MOUNT_TARGET = "/envcap-hook"
+# The same names as in sitecustomize.py, which runs alone in the workload (importing it here would run it).
 OUT_ENV = "ENVCAP_HOOK_OUT"
+ROOT_ENV = "ENVCAP_PROJECT_ROOT"
 
 
 def install(folder: Path, *, uid: int | None = None, gid: int | None = None) -> Path:
@@ -33,14 +35,33 @@ def install(folder: Path, *, uid: int | None = None, gid: int | None = None) -> 
     return folder
 
 
-def environment(target: str = MOUNT_TARGET, pythonpath: str | None = None) -> dict[str, str]:
-    """The variables that load the hook: ``PYTHONPATH`` (keeping the workload's own) and the out dir."""
+def environment(target: str = MOUNT_TARGET, pythonpath: str | None = None,
+                project_root: str | None = None) -> dict[str, str]:
+    """The variables that load the hook: ``PYTHONPATH`` (keeping the workload's own), the out dir, and
+    the project whose imported modules it lists."""
     path = target if not pythonpath else f"{target}{os.pathsep}{pythonpath}"
-    return {"PYTHONPATH": path, OUT_ENV: target}
+    env = {"PYTHONPATH": path, OUT_ENV: target}
+    if project_root:
+        env[ROOT_ENV] = project_root
+    return env
 
 
 def read_records(folder: Path) -> dict[str, Any] | None:
-    """The flags left by the workload's main process, or None when no framework was imported.
+    """The flags left by the workload's main process, or None when no framework was imported."""
+    main = _main_record(folder)
+    flags = dict(main["flags"]) if main else {}
+    return flags or None
+
+
+def read_modules(folder: Path) -> tuple[str, ...] | None:
+    """The project files the main process imported (relative to the project), or None when unknown."""
+    main = _main_record(folder)
+    modules = main.get("modules") if main else None
+    return tuple(str(m) for m in modules) if isinstance(modules, list) else None
+
+
+def _main_record(folder: Path) -> dict[str, Any] | None:
+    """The record of the workload's main process.
 
     Each Python process writes its own file; the main one is the process whose parent wrote none
     (DataLoader workers and the like are its children). Where several qualify, the first started
@@ -58,6 +79,5 @@ def read_records(folder: Path) -> dict[str, Any] | None:
         return None
     pids = {r["pid"] for r in records}
     roots = [r for r in records if r.get("ppid") not in pids] or records
-    main = min(roots, key=lambda r: int(r["pid"]))
-    flags: dict[str, Any] = dict(main["flags"])
-    return flags
+    main: dict[str, Any] = min(roots, key=lambda r: int(r["pid"]))
+    return main

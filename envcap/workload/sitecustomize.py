@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 OUT_ENV = "ENVCAP_HOOK_OUT"
+ROOT_ENV = "ENVCAP_PROJECT_ROOT"  # whose imported modules are listed (the project's, not site-packages')
+MAX_MODULES = 2000
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -131,16 +133,33 @@ def collect(modules: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return flags
 
 
+def project_modules(root: str | None) -> list[str]:
+    """The files of the modules the workload imported from the project (to tell which edits matter)."""
+    if not root:
+        return []
+    prefix = os.path.join(os.path.abspath(root), "")
+    found = set()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str):
+            path = os.path.abspath(path)
+            if path.startswith(prefix) and "site-packages" not in path:
+                found.add(os.path.relpath(path, prefix))
+    return sorted(found)[:MAX_MODULES]
+
+
 def record(out_dir: str | None = None) -> None:
-    """The atexit function: writes the flags, if any framework was imported, into ``out_dir``."""
+    """The atexit function: writes the flags and the project's imported modules into ``out_dir``."""
     try:
         out_dir = out_dir or os.environ.get(OUT_ENV)
         if not out_dir:
             return
         flags = collect()
-        if not flags:
+        modules = project_modules(os.environ.get(ROOT_ENV))
+        if not flags and not modules:
             return
-        document = {"pid": os.getpid(), "ppid": os.getppid(), "argv": list(sys.argv[:4]), "flags": flags}
+        document = {"pid": os.getpid(), "ppid": os.getppid(), "argv": list(sys.argv[:4]), "flags": flags,
+                    "modules": modules}
         path = os.path.join(out_dir, f"precision-{os.getpid()}.json")
         tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as handle:

@@ -49,7 +49,7 @@ def test_each_rule_is_complete_data(rule) -> None:  # type: ignore[no-untyped-de
     if rule.threshold is not None:
         assert rule.compare == "threshold"
     for cond in _conds(rule.when):
-        assert cond.op in OPS and cond.side in ("either", "both")
+        assert cond.op in OPS and cond.side in ("either", "both", "known")
     if rule.when and rule.otherwise is not None:
         assert rule.when_text or rule.otherwise == "low", "a rule that can be set aside says when it applies"
 

@@ -103,6 +103,7 @@ def test_requirements_lock_pins_every_reinstallable_dist_with_its_hashes(snapsho
     expected = {f"{d.name}=={d.version}": sorted({a.sha256 for a in d.artifacts})
                 for d in snapshot.distributions if d.name in ("six", "markupsafe", "torch", "apt-thing")}
     expected["remote-archive @ https://files.example/remote_archive-4.0.tar.gz"] = [sha("f")]
+    expected["local-file @ file:///tmp/local_file-3.0-py3-none-any.whl"] = [sha("e")]  # issue 10: local wheels too
     assert entries == expected
     assert all(entries.values())
 
@@ -114,15 +115,15 @@ def test_local_version_torch_carries_its_index(snapshot: Snapshot) -> None:
 
 def test_vendored_and_missing_are_listed_as_left_out(snapshot: Snapshot) -> None:
     _, _, left_out = parse_requirements_lock(render_requirements_lock(snapshot))
-    assert left_out == {"from-git==0.3": "vendored", "local-file==3.0": "vendored", "my-project==0.1": "vendored",
+    assert left_out == {"from-git==0.3": "vendored", "my-project==0.1": "vendored",
                         "no-hash-url==4.1": "missing", "vanished==0.0.1": "missing"}
 
 
 def test_every_left_out_or_system_dist_has_a_warning_sentence(snapshot: Snapshot) -> None:
     notes = {item.dist.name: item.note for item in dispositions(snapshot)}
-    for name in ("from-git", "local-file", "my-project", "no-hash-url", "vanished", "apt-thing"):
+    for name in ("from-git", "my-project", "no-hash-url", "vanished", "apt-thing"):
         assert notes[name] and name in notes[name], name
-    assert notes["six"] is None and notes["torch"] is None
+    assert notes["six"] is None and notes["torch"] is None and notes["local-file"] is None  # pinned by its hash
     assert "0123456789abcdef0123456789abcdef01234567" in notes["from-git"]
     assert "dist-packages" in notes["apt-thing"]
 
@@ -139,7 +140,7 @@ def test_requirements_in_lists_what_the_user_asked_for(snapshot: Snapshot) -> No
         "--extra-index-url https://download.pytorch.org/whl/cpu",
         "from-git @ git+https://github.com/org/from-git.git@0123456789abcdef0123456789abcdef01234567",
         "-e file:///home/u/my-project",
-        "remote-archive==4.0",
+        "remote-archive @ https://files.example/remote_archive-4.0.tar.gz",
         "six==1.16.0",
         "torch==2.13.0+cpu",
     ]

@@ -183,12 +183,33 @@ def test_git_state_clean_then_dirty(git_repo: Path) -> None:
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=git_repo, capture_output=True, text=True,
                           check=True).stdout.strip()
     assert clean == {"commit": head, "branch": "trunk", "dirty": False, "diff_sha256": None,
-                     "remote": "https://git.example/org/work.git", "root": str(git_repo)}
+                     "remote": "https://git.example/org/work.git", "root": str(git_repo), "base": head,
+                     "changed_files": []}
     (git_repo / "train.py").write_text("print(2)\n", "utf-8")
     dirty = run_probe(sys.executable, cwd=str(git_repo))["git"]
     diff = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=git_repo, capture_output=True, check=True).stdout
-    assert dirty["dirty"] is True
+    assert dirty["dirty"] is True and dirty["changed_files"] == ["train.py"]
     assert dirty["diff_sha256"] == hashlib.sha256(diff).hexdigest()
+
+
+def test_the_snapshot_folder_is_not_the_workloads_code(git_repo: Path) -> None:
+    """Issue 10: committing .envcap/ (or editing it) is no code change; measured against the snapshot's commit."""
+    base = subprocess.run(["git", "rev-parse", "HEAD"], cwd=git_repo, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    (git_repo / ".envcap").mkdir()
+    (git_repo / ".envcap" / "envcap.lock.json").write_text("{}\n", "utf-8")
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "add", ".envcap"], cwd=git_repo,
+                   check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "lock"],
+                   cwd=git_repo, check=True)
+    from envcap.probe._probe import git_facts
+
+    later = git_facts(str(git_repo), base)
+    assert later is not None and later["changed_files"] == [] and later["diff_sha256"] is None
+    assert later["commit"] != base and later["base"] == base
+    (git_repo / "train.py").write_text("print(3)\n", "utf-8")
+    edited = git_facts(str(git_repo), base)
+    assert edited is not None and edited["changed_files"] == ["train.py"] and edited["diff_sha256"]
 
 
 def test_probe_script_is_stdlib_only() -> None:

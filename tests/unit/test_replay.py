@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import os
 import sys
 from collections.abc import Callable
@@ -69,6 +70,7 @@ class Container:
     exit_codes: list[int] = field(default_factory=lambda: [0])
     write: Callable[[Path, int], None] | None = None
     precision: dict[str, Any] | None = None
+    modules: list[str] | None = None  # project files the workload "imports" (the hook's record)
     arch_list: list[str] | None = None
     fail_on_workload: BaseException | None = None
     workload_runs: list[RunSpec] = field(default_factory=list)
@@ -86,9 +88,10 @@ class Container:
         if self.write is not None:
             self.write(Path(spec.workdir or "/"), index)
         hook_mount = next(m for m in spec.mounts if m.target == hook.MOUNT_TARGET)
-        if self.precision is not None:
+        if self.precision is not None or self.modules is not None:
             Path(hook_mount.source, "precision-7.json").write_text(
-                json.dumps({"pid": 7, "ppid": 1, "argv": [], "flags": self.precision}))
+                json.dumps({"pid": 7, "ppid": 1, "argv": [], "flags": self.precision or {},
+                            "modules": self.modules or []}))
         code = self.exit_codes[min(index, len(self.exit_codes)) - 1]
         return RunResult(code, oom_killed=code == 137)
 
@@ -137,7 +140,7 @@ def test_replay_runs_workload_as_the_user_in_the_mounted_tree(tmp_path: Path, ho
     assert spec.init is True and spec.gpus is False
     assert spec.labels == {REPLAY_LABEL: report.replay_id}
     mounts = {m.target: m.source for m in spec.mounts}
-    assert mounts[str(req.cwd)] == str(req.cwd)
+    assert mounts[str(tmp_path)] == str(tmp_path)  # the project (the lock's folder's parent), here inside it
     assert Path(mounts[hook.MOUNT_TARGET], "sitecustomize.py").is_file()
     assert spec.env["OMP_NUM_THREADS"] == "2"
     assert "HF_TOKEN" not in spec.env  # the lock redacted it; the shell's value is never filled in by name
@@ -591,3 +594,124 @@ def test_ctrl_c_sweeps_containers_a_thread_left_behind(tmp_path: Path, host_fact
         replay(request(tmp_path), engine=engine, host_gpu=no_gpu)
     assert "abandoned-probe" in engine.removed
     assert engine.containers(REPLAY_LABEL) == []
+
+
+# ----------------------------------------------------------------------------------- project reach
+
+def test_a_replay_from_a_subfolder_mounts_the_project_and_keeps_the_working_directory(
+        tmp_path: Path, host_facts: dict[str, Any], cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 10: .envcap/ found upward, the project root mounted, --mount and -e reach the workload."""
+    project = tmp_path / "project"
+    make_lock(project / ".envcap", host_facts)
+    (project / ".git").mkdir()
+    sub = project / "src" / "exp"
+    sub.mkdir(parents=True)
+    data = tmp_path / "datasets" / "mnist"
+    data.mkdir(parents=True)
+    container = Container(host_facts)
+    engine = engine_for(container)
+    monkeypatch.chdir(sub)
+    monkeypatch.setenv("SEED", "7")
+    result = cli.invoke(main, ["replay", "--image", IMAGE, "--mount", f"{data}:/data:ro", "-e", "SEED",
+                               "-e", "LR=0.1", "--", "python", "train.py"], obj={"engine": engine})
+    assert result.exit_code == 0, result.output
+    (spec,) = container.workload_runs
+    mounts = {m.target: (m.source, m.read_only) for m in spec.mounts}
+    assert mounts[str(project)] == (str(project), False)
+    assert mounts["/data"] == (str(data), True)
+    assert spec.workdir == str(sub)
+    assert spec.env["SEED"] == "7" and spec.env["LR"] == "0.1"
+
+
+def test_the_home_folder_or_root_is_not_mounted_unless_asked(tmp_path: Path, host_facts: dict[str, Any],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    monkeypatch.setenv("HOME", str(tmp_path / "work"))
+    engine = engine_for(Container(host_facts))
+    with pytest.raises(UsageError, match="read-write into the container"):
+        replay(replace(request(tmp_path), cwd=Path("/")), engine=engine, host_gpu=no_gpu)
+    assert replay(replace(request(tmp_path), cwd=Path("/"), allow_broad_mount=True), engine=engine,
+                  host_gpu=no_gpu).status == "ok"
+
+
+@pytest.mark.parametrize("spec", ["", "a:b:c:d", "/nonexistent-envcap-path", ".:relative/target"])
+def test_bad_mounts_are_one_sentence(tmp_path: Path, host_facts: dict[str, Any], spec: str) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    with pytest.raises(UsageError, match="--mount"):
+        replay(request(tmp_path, mounts=(spec,)), engine=engine_for(Container(host_facts)), host_gpu=no_gpu)
+
+
+def test_a_workload_that_dies_on_a_path_outside_the_mounts_is_told_which_mount(
+        tmp_path: Path, host_facts: dict[str, Any]) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    dataset = tmp_path.parent / f"{tmp_path.name}-data"
+    dataset.mkdir()
+    (dataset / "train.csv").write_text("1,2\n")
+    engine = engine_for(Container(host_facts, exit_codes=[1]))
+    engine.run_output = [(f"FileNotFoundError: [Errno 2] No such file or directory: '{dataset}/train.csv'\n"
+                          .encode(), "stderr")]
+    report = replay(request(tmp_path), engine=engine, host_gpu=no_gpu)
+    assert report.status == "workload-failed"
+    assert f"pass --mount {dataset}" in (report.message or "")
+    engine.run_output = [(b"FileNotFoundError: No such file or directory: '" + str(tmp_path / "work" / "x").encode()
+                          + b"'\n", "stderr")]
+    report = replay(request(tmp_path), engine=engine, host_gpu=no_gpu)
+    assert "--mount" not in (report.message or "")  # inside the project: mounted already, no hint
+
+
+# ------------------------------------------------------------------------------------- the code
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=repo,
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def project(tmp_path: Path, host_facts: dict[str, Any]) -> Path:
+    """A git project whose snapshot (.envcap/) was then committed, as users do."""
+    root = tmp_path / "project"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    (root / "train.py").write_text("import model\n")
+    (root / "model.py").write_text("W = 1\n")
+    (root / "README.md").write_text("hello\n")
+    git(root, "add", ".")
+    git(root, "commit", "-q", "-m", "code")
+    from envcap.probe._probe import git_facts
+
+    facts = dict(host_facts, git=git_facts(str(root)))
+    make_lock(root / ".envcap", facts)
+    git(root, "add", ".envcap")
+    git(root, "commit", "-q", "-m", "the snapshot")
+    return root
+
+
+def test_a_committed_snapshot_folder_is_not_blamed(project: Path, host_facts: dict[str, Any]) -> None:
+    engine = engine_for(Container(host_facts, modules=["train.py", "model.py"]))
+    report = replay(replace(request(project), lock_dir=project / ".envcap", cwd=project), engine=engine,
+                    host_gpu=no_gpu)
+    assert report.comparison is not None
+    code = [d for d in report.comparison.differences if d.fact.startswith("git.")]
+    assert all(d.severity == "info" for d in code), code  # the new commit only added .envcap/
+    assert "git." not in (report.comparison.verdict or "")
+
+
+def test_an_edit_to_an_imported_file_is_high_and_named(project: Path, host_facts: dict[str, Any]) -> None:
+    (project / "model.py").write_text("W = 2\n")
+    engine = engine_for(Container(host_facts, modules=["train.py", "model.py"]))
+    report = replay(replace(request(project), lock_dir=project / ".envcap", cwd=project), engine=engine,
+                    host_gpu=no_gpu)
+    assert report.comparison is not None
+    (code,) = [d for d in report.comparison.differences if d.fact == "git.code"]
+    assert code.severity == "high" and "model.py" in code.replay
+    assert report.comparison.differences[0].fact == "git.code"  # the most likely cause
+
+
+def test_an_edit_the_workload_does_not_import_is_low(project: Path, host_facts: dict[str, Any]) -> None:
+    (project / "README.md").write_text("changed\n")
+    engine = engine_for(Container(host_facts, modules=["train.py", "model.py"]))
+    report = replay(replace(request(project), lock_dir=project / ".envcap", cwd=project), engine=engine,
+                    host_gpu=no_gpu)
+    assert report.comparison is not None
+    (code,) = [d for d in report.comparison.differences if d.fact == "git.code"]
+    assert code.severity == "low" and "README.md" in code.replay

@@ -173,13 +173,16 @@ def test_files_follow_the_umask(tmp_path: Path) -> None:
         assert stat.S_IMODE((tmp_path / "o" / name).stat().st_mode) == 0o600, name
 
 
-def test_json_output_is_one_document(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_json_output_is_one_document(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("VIRTUAL_ENV", sys.prefix)  # as when envcap's venv is the activated one
     result = cli.invoke(main, ["snapshot", "--offline", "--json", "--out", str(tmp_path / "o")])
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["format"] == 1 and document["kind"] == "snapshot"
     assert sorted(Path(f).name for f in document["files"]) == sorted(LOCK_SET)
     assert document["snapshot"]["python"]["executable"] == sys.executable
+    assert document["interpreter"] == f"{sys.prefix}/bin/python (from VIRTUAL_ENV)"
+    assert any("envcap itself runs in" in n for n in document["notes"])
 
 
 def test_debug_shows_the_traceback(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -27,7 +27,7 @@ from typing import Any, Literal, get_args
 Severity = Literal["high", "medium", "low", "info"]
 SEVERITIES: tuple[Severity, ...] = get_args(Severity)
 ConditionOp = Literal["eq", "ne", "ge", "lt", "contains", "present", "absent", "unknown"]
-Side = Literal["either", "both"]
+Side = Literal["either", "both", "known"]  # known: the sides that state the fact
 Comparison = Literal["equal", "version", "package", "set", "threshold"]
 
 

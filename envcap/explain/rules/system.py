@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from envcap.explain.rules._common import (
+    ANY,
     INFO,
     LOW,
     MED,
@@ -24,6 +25,7 @@ from envcap.explain.rules._common import (
     R_TF_REL,
     VERSION_HIGH,
     VERSION_MED,
+    Cond,
     Rule,
     S,
 )
@@ -54,12 +56,23 @@ SYSTEM_RULES: tuple[Rule, ...] = (
     Rule("python-hash-randomization", "python.hash_randomization", "equal", MED,
          "Hash randomization decides whether set and str-keyed orders change between launches.",
          "PYTHONHASHSEED=0 in both launches", R_HASHSEED, weight=60, unless=("env.PYTHONHASHSEED",), factor="F42"),
-    Rule("git-commit", "git.commit", "equal", LOW,
-         "The code itself differs (another commit).",
-         "check out the same commit", R_GIT, weight=30),
-    Rule("git-dirty", "git.d*", "equal", LOW,
-         "The working tree has different uncommitted changes.",
+    Rule("git-code-unknown-imports", "git.code", "equal", MED,
+         "The workload's code differs from the snapshot's (files changed since its commit, .envcap/ aside); "
+         "whether the workload imports them is not known.",
+         "check out the snapshot's commit and stash the changes listed, or rerun the snapshot", R_GIT, weight=88,
+         when=(Cond("git.imports_changed", "unknown", side="both"),), otherwise=None),
+    Rule("git-code-imported", "git.code", "equal", ANY,
+         "The workload's own code differs from the snapshot's, and the workload imports changed files: this alone "
+         "can change every output.",
+         "check out the snapshot's commit and stash the changes listed, or rerun the snapshot", R_GIT, weight=99,
+         when=(Cond("git.imports_changed", "eq", True, side="known"),), otherwise=None),
+    Rule("git-code", "git.code", "equal", LOW,
+         "Files of the project differ from the snapshot's, but the workload imports none of them (data, docs, "
+         "scripts it did not run).",
          "commit or stash local changes before comparing", R_GIT, weight=25),
+    Rule("git-commit", "git.commit", "equal", INFO,
+         "Another commit; what matters is whether the code differs (git.code), which is compared on its own.",
+         "none needed", R_GIT, weight=5),
 
     # ---- packages: specific ones first, then by class
     Rule("pkg-torch", "pkg.torch", "package", VERSION_HIGH,
