@@ -1366,9 +1366,11 @@ _PRIVATE_KEY_RE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
 _URL_USERINFO_RE = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s<>\"']*@")
 # A query (or fragment: OAuth's #access_token=) parameter whose name ends with a secret's word: token,
 # access_token, private_token, X-Amz-Signature, Azure's sig, subscription-key, x-api-key, session...
-_QUERY_SECRET_RE = re.compile(
-    r"([?&;#](?:[A-Za-z0-9_.-]*?(?:token|auth|key|sig|signature|sas|code|password|passwd|pwd|secret|credential|"
-    r"session|session[_-]?id)|x-amz-credential|x-goog-credential)=)[^&#\s\"'<>]*", re.I)
+_SECRET_PARAM = (r"[A-Za-z0-9_.-]*?(?:token|auth|key|sig|signature|sas|code|password|passwd|pwd|secret|"
+                 r"credential|session|session[_-]?id)")
+_QUERY_SECRET_RE = re.compile(r"([?&;#]" + _SECRET_PARAM + r"=)[^&#\s\"'<>]*", re.I)
+_SECRET_PARAM_RE = re.compile(_SECRET_PARAM, re.I)
+_URL_PARAM_RE = re.compile(r"([?#;&])([^?#;&]*)")
 _AUTH_HEADER_RE = re.compile(r"(\b(?:proxy-)?authorization\s*[:=]\s*)(?:\"[^\"]*\"|'[^']*'|"
                              r"(?:(?:bearer|basic|token|digest|negotiate)\s+)?[^\s,;\"']+)", re.I)
 _AUTH_SCHEME_RE = re.compile(r"(\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]{6,}", re.I)
@@ -1463,8 +1465,31 @@ def redact_argv(argv: List[str]) -> List[str]:
 
 def strip_credentials(url: str) -> str:
     """A URL as it may be recorded: no userinfo at all (greedy to the last "@" before the path, as pip
-    splits), no secret query parameters."""
-    return redact_text(_URL_USERINFO_RE.sub(r"\1", url))
+    splits), no secret query, fragment or ``;`` parameter at all.
+
+    Why dropped whole rather than marked: the URL stays a URL (a lock's URL fields are validated as
+    such, and a distribution whose origin read ``?X-Amz-Security-Token=<redacted>`` was left out of the
+    lock), and it still names the host and path, which is what a reader of the lock needs.
+    """
+    return redact_text(_drop_secret_params(_URL_USERINFO_RE.sub(r"\1", url)))
+
+
+def _drop_secret_params(url: str) -> str:
+    head = re.split(r"[?#;]", url, maxsplit=1)[0]
+    out = [head]
+    opening: Optional[str] = None  # "?" or "#" not yet written: no parameter of its part kept so far
+    for sep, item in _URL_PARAM_RE.findall(url[len(head):]):
+        if sep in "?#":
+            opening = sep
+        name, has_value, _ = item.partition("=")
+        if has_value and _SECRET_PARAM_RE.fullmatch(name):
+            continue
+        if opening is not None:
+            out.append(opening + item)
+            opening = None
+        else:
+            out.append(sep + item)
+    return "".join(out)
 
 
 def env_allowed(name: str) -> bool:

@@ -302,3 +302,4 @@ def test_what_is_not_a_secret_in_a_command_line_stays() -> None:
 def test_an_image_label_names_no_query_fragment_or_parameter_of_a_remote() -> None:
     assert redact.public_source("https://gitlab.example.org/g/p.git;private_token=SECRETxSEMIx") == \
         "https://gitlab.example.org/g/p.git"
+
