@@ -303,3 +303,35 @@ def test_an_image_label_names_no_query_fragment_or_parameter_of_a_remote() -> No
     assert redact.public_source("https://gitlab.example.org/g/p.git;private_token=SECRETxSEMIx") == \
         "https://gitlab.example.org/g/p.git"
 
+
+# -- printing paths besides the one catch site ------------------------------------------------------
+def test_the_live_build_bar_shows_a_step_safely() -> None:
+    """The bar's description is rich markup: a step quoting '[/bold]' (an ENV value from a lock) crashed
+    an interactive build with MarkupError; a secret in a step would have been shown too."""
+    import io
+
+    from rich.console import Console
+
+    from envcap.cli.build import _Progress
+    from envcap.engine import BuildEvent
+
+    progress = _Progress(verbose=False)
+    progress.live = True
+    progress.out = Console(file=io.StringIO(), force_terminal=True, width=200)
+    progress.start()
+    progress.build_event(BuildEvent("step", 'ENV XLA_FLAGS="[/bold] --token=ghp_PLANTEDsecretVALUE0123456789abcd"',
+                                    step=3, total=9))
+    progress.stop()
+    shown = progress.out.file.getvalue()  # type: ignore[attr-defined]
+    assert "PLANTEDsecret" not in shown and "XLA_FLAGS" in shown
+
+
+def test_verbose_build_log_lines_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    from envcap.cli.build import _Progress
+    from envcap.engine import BuildEvent
+
+    progress = _Progress(verbose=True)
+    progress.live = False
+    progress.build_event(BuildEvent("log", "Collecting x from https://u:PLANTEDpw123@idx.example/simple/x"))
+    progress.build_event(BuildEvent("step", "RUN echo Bearer PLANTEDbearerVALUE123", step=1, total=2))
+    assert "PLANTED" not in capsys.readouterr().err
