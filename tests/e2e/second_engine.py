@@ -26,6 +26,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 BRIDGE_PREFIX = "envcapf"
 
@@ -44,7 +45,7 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
 
 
-def _link(name: str) -> dict[str, object] | None:
+def _link(name: str) -> dict[str, Any] | None:
     done = _ip("-j", "addr", "show", "dev", name, check=False)
     if done.returncode != 0 or not done.stdout.strip():
         return None

@@ -71,7 +71,7 @@ class Run:
         for line in self.process.stdout:
             self.out.append(line)
 
-    def err_lines(self) -> object:
+    def err_lines(self) -> Iterator[str]:
         assert self.process.stderr is not None
         for line in self.process.stderr:
             self.err.append(line)
@@ -106,7 +106,7 @@ def later_run(engine: SecondEngine, lock: Path, cwd: Path) -> None:
 
 
 def container_ids(client: docker.DockerClient, **filters: str) -> set[str]:
-    return {c.id[:12] for c in client.containers.list(all=True, filters=filters or None)}
+    return {str(c.id)[:12] for c in client.containers.list(all=True, filters=dict(filters) or None)}
 
 
 def journals() -> list[Path]:
@@ -197,8 +197,8 @@ def test_the_sweep_removes_only_what_a_gone_process_on_this_host_owned(second_en
             "other-namespace": Process(me.host, 4_000_000, "1", me.boot, "1").token(),
             "unreadable": "not a token",
         }
-        made = {name: client.containers.create(second_engine.base_image, ["true"],
-                                               labels={OWNER_LABEL: token, "io.envcap.test": name}).id[:12]
+        made = {name: str(client.containers.create(second_engine.base_image, ["true"],
+                                                   labels={OWNER_LABEL: token, "io.envcap.test": name}).id)[:12]
                 for name, token in tokens.items()}
 
         later_run(second_engine, lock, tmp_path)

@@ -21,8 +21,8 @@ from envcap.engine.leftovers import (
     JOURNAL_MAX_AGE_S,
     BuildJournal,
     Process,
-    judge,
     journal_dir,
+    judge,
     owner_label,
     read_journal,
     start_ticks,
@@ -215,7 +215,7 @@ def test_the_journal_lives_in_the_cache_folder() -> None:
 
 
 # -- what the builder's log names -----------------------------------------------------------------
-STREAM = [
+STREAM: list[dict[str, Any]] = [
     {"stream": "Step 1/6 : FROM base:1 AS runtime\n"}, {"stream": " ---> 92e34e65a70b\n"},
     {"stream": "Step 2/6 : FROM runtime AS builder\n"}, {"stream": " ---> 92e34e65a70b\n"},
     {"stream": "Step 3/6 : COPY requirements.lock /envcap/requirements.lock\n"},
