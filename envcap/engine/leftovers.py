@@ -205,7 +205,7 @@ def read_journal(path: Path) -> Journal | None:
 # -- the sweep ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Swept:
-    containers: tuple[str, ...] = ()
+    containers: tuple[str, ...] = ()  # removed, or already gone (a journal names what the builder may have removed)
     images: tuple[str, ...] = ()
 
 
@@ -245,8 +245,8 @@ def sweep(engine: ContainerEngine, *, folder: Path | None = None, here: Process 
     except EngineError as exc:  # the engine went away meanwhile: the command that follows will say so
         LOGGER.debug("sweep of %s stopped: %s", engine.endpoint, exc.message)
     if removed or images:
-        LOGGER.info("removed %d container(s) and %d image(s) left on %s by envcap runs that ended with their "
-                    "engine", len(removed), len(images), engine.endpoint)
+        LOGGER.info("swept %d container(s) and %d image(s) from %s, left by envcap runs that ended before they "
+                    "could remove them", len(removed), len(images), engine.endpoint)
     return Swept(tuple(removed), tuple(images))
 
 
