@@ -10,7 +10,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from envcap.probe._probe import REDACTED, looks_random, redact_argv, redact_text, redact_value, strip_credentials
+from envcap.probe._probe import (
+    REDACTED,
+    looks_random,
+    may_hold_secret,
+    redact_argv,
+    redact_text,
+    redact_value,
+    strip_credentials,
+)
 
 _SCP_LIKE = re.compile(r"^(?:[A-Za-z0-9._-]+@)?([A-Za-z0-9.-]+\.[A-Za-z]{2,}|[A-Za-z0-9-]+):(?!//)(.+)$")
 
@@ -68,7 +76,7 @@ def public_source(remote: str | None) -> str | None:
     if remote.startswith(("https://", "http://")):
         cleaned = redact_text(remote)
         cleaned = re.sub(r"^(https?://)[^/@]*@", r"\1", cleaned)  # no user name either, redacted or not
-        cleaned = cleaned.split("?", 1)[0].split("#", 1)[0]
+        cleaned = re.split(r"[?#;]", cleaned, maxsplit=1)[0]  # no query, fragment or ;parameters at all
         return cleaned if REDACTED not in cleaned else None
     if remote.startswith("ssh://"):
         host_path = re.sub(r"^ssh://(?:[^/@]*@)?", "", remote)
@@ -88,7 +96,8 @@ def lock_document(data: dict[str, Any]) -> dict[str, Any]:
     """A lock's JSON with every string redacted; artifact records (thousands, from an index) cheaply.
 
     Why a fast path for artifacts: a file name and a sha256 cannot hold a credential once validated,
-    and an index URL can only through userinfo, a query or a fragment, which are checked for here.
+    and a URL that no rule could match (no userinfo, no ``key=value``, no token shape) is kept whole;
+    a ``;token=`` parameter once slipped past a narrower check (userinfo, query, fragment only).
     """
     out = {key: document(value) for key, value in data.items() if key != "distributions"}
     dists = data.get("distributions")
@@ -106,7 +115,7 @@ def _artifacts(items: Any) -> Any:
         return document(items)
     cleaned = []
     for item in items:
-        if isinstance(item, dict) and isinstance(item.get("url"), str) and not any(c in item["url"] for c in "@?#"):
+        if isinstance(item, dict) and isinstance(item.get("url"), str) and not may_hold_secret(item["url"]):
             cleaned.append(item)
         else:
             cleaned.append(document(item))

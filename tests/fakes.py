@@ -167,6 +167,8 @@ class FakeEngine:
     reachable: bool = True
     live_containers: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> labels
     removed: list[str] = field(default_factory=list)
+    leftover_images: set[str] = field(default_factory=set)  # untagged images nothing uses (a dead build's)
+    removed_images: list[str] = field(default_factory=list)
 
     def _check(self) -> None:
         from envcap.engine.errors import EngineUnavailable
@@ -270,6 +272,19 @@ class FakeEngine:
     def remove_container(self, container_id: str) -> None:
         self.live_containers.pop(container_id, None)
         self.removed.append(container_id)
+
+    def find_containers(self, label: str) -> list[Any]:
+        from envcap.engine import ContainerInfo
+
+        return [ContainerInfo(cid, dict(self.live_containers[cid])) for cid in self.containers(label)]
+
+    def remove_leftover_image(self, image_id: str) -> bool:
+        """Only an image listed in ``leftover_images`` (untagged, unused) goes."""
+        if image_id not in self.leftover_images:
+            return False
+        self.leftover_images.discard(image_id)
+        self.removed_images.append(image_id)
+        return True
 
 
 @dataclass

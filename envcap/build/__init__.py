@@ -34,6 +34,7 @@ from envcap.build.inputs import (
 from envcap.build.target import probe_platform
 from envcap.build.wheelhouse import Wheelhouse
 from envcap.engine import ContainerEngine
+from envcap.engine.leftovers import sweep
 from envcap.errors import UsageError
 from envcap.fs import cache_dir
 from envcap.lock.validate import IMAGE_REFERENCE
@@ -85,6 +86,7 @@ def build(lock_dir: Path, engine: ContainerEngine, options: BuildOptions = Build
     for extra in options.tags:
         check_reference(extra)
     progress = progress or NoProgress()
+    sweep(engine)  # what a build or replay that died with this engine left there (one list call)
     inputs = prepare(lock_dir, engine, options, progress)
     cached = find_cached(engine, inputs)
     if cached is not None:

@@ -10,7 +10,7 @@ import click
 
 from envcap.cli.options import base_image_option, json_option, lock_dir_argument, verbose_option, verbosity
 from envcap.cli.output import console, emit_json, engine_from, interactive, note, say
-from envcap.textsafe import terminal
+from envcap.textsafe import markup, terminal
 
 if TYPE_CHECKING:
     from rich.progress import Progress, Task, TaskID
@@ -137,7 +137,7 @@ class _Progress:
                 if self.step_task is None:
                     self.step_task = self.bar.add_task("build", total=event.total)
                 self.bar.update(self.step_task, completed=(event.step or 1) - 1, total=event.total,
-                                description=_short(self.step_text))
+                                description=markup(_short(self.step_text)))  # the bar reads rich markup
             if self.verbose:
                 self._print(self.step_text)
         elif event.kind == "log" and self.verbose:

@@ -3,6 +3,12 @@
 The workload's output streams through unchanged (stdout to stdout, stderr to stderr); envcap's report
 follows on stderr, so ``envcap replay -- python eval.py > result.txt`` still captures only the
 workload's own output. envcap exits with the workload's exit code.
+
+Why the workload's output is the one stream not redacted: it is the user's program (and the
+container's init, which names a command it cannot run) talking to the user, exactly as with
+``docker run``; envcap writes none of it into a file or a report, and redacting it would rewrite
+bytes the program meant (binary output, a line that only looks like a token). Everything envcap
+itself says (its notes, the report, the call log) goes through the redaction engine.
 """
 
 from __future__ import annotations

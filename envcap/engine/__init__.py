@@ -27,6 +27,9 @@ from envcap.engine.errors import (
 
 # Put on every container envcap starts, so strays can be found (``containers(MANAGED_LABEL)``).
 MANAGED_LABEL = "io.envcap.managed"
+# Also put on every container envcap starts: which process started it (``envcap.engine.leftovers``), so a later
+# run can remove the containers of a run that died with its engine, and only those.
+OWNER_LABEL = "io.envcap.owner"
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,12 @@ class ImageInfo:
             if name in (repository, f"docker.io/{repository}", f"docker.io/library/{repository}") and digest:
                 return digest
         return None
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 BuildEventKind = Literal["step", "log", "error"]
@@ -128,6 +137,12 @@ class ContainerEngine(Protocol):
 
     def remove_container(self, container_id: str) -> None: ...
 
+    def find_containers(self, label: str) -> list[ContainerInfo]:
+        """Containers, running or not, that carry ``label`` (key or key=value), with their labels: one call."""
+
+    def remove_leftover_image(self, image_id: str) -> bool:
+        """Removes an untagged image nothing uses (no container, no child image); False when it was kept."""
+
     def find_images(self, label: str) -> list[ImageInfo]:
         """Images that carry ``label`` (key or key=value), newest first: replay finds the lock's image by it."""
 
@@ -155,7 +170,7 @@ def keep_signals_for_the_main_thread() -> None:
 
 from envcap.engine.connect import candidate_endpoints, connect  # noqa: E402 - connect's own imports need the types above
 
-__all__ = ["MANAGED_LABEL", "BuildEvent", "BuildEventKind", "BuildStepFailed", "ContainerEngine", "ContainerFailed",
+__all__ = ["MANAGED_LABEL", "OWNER_LABEL", "BuildEvent", "BuildEventKind", "BuildStepFailed", "ContainerEngine", "ContainerFailed", "ContainerInfo",
            "EngineError", "EngineLost", "EngineRefused", "EngineUnavailable", "ImageInfo", "ImageMissing",
            "ImagePullFailed", "Mount", "OutputCallback", "OutputStream", "RunResult", "RunSpec",
            "candidate_endpoints", "connect", "keep_signals_for_the_main_thread"]

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shlex
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from envcap import _log
-from envcap.engine import MANAGED_LABEL, BuildEvent, ImageInfo, OutputCallback, RunResult, RunSpec
+from envcap.engine import MANAGED_LABEL, BuildEvent, ContainerInfo, ImageInfo, OutputCallback, RunResult, RunSpec
 from envcap.engine._attach import OutputReader, start_stdin
+from envcap.engine._buildlog import BuildLog
 from envcap.engine.errors import (
     BuildStepFailed,
     ContainerFailed,
@@ -30,11 +29,9 @@ from envcap.engine.errors import (
     ImageMissing,
     ImagePullFailed,
 )
+from envcap.engine.leftovers import BuildJournal, owner_label
 
 LOGGER = _log.get("engine")
-STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
-RUNNING_IN_RE = re.compile(r"^ ---> Running in ([0-9a-f]{12,64})")
-LOG_TAIL_LINES = 25
 STOP_GRACE_S = 10
 
 
@@ -52,12 +49,17 @@ def split_ref(ref: str) -> tuple[str, str | None]:
 REASONS = (("connection refused", "connection refused"), ("no such file", "no such socket"),
            ("permission denied", "permission denied"), ("timed out", "timed out"), ("timeout", "timed out"),
            ("name or service not known", "unknown host"), ("nodename nor servname", "unknown host"),
-           ("no such host", "unknown host"), ("ssl", "TLS handshake failed"))
+           ("no such host", "unknown host"), ("ssl", "TLS handshake failed"),
+           # an engine killed in the middle of an answer (urllib3's ProtocolError, a cut chunked stream)
+           ("connection broken", "the connection broke off"), ("incompleteread", "the connection broke off"),
+           ("connection aborted", "the connection broke off"), ("connection reset", "the connection broke off"),
+           ("remote end closed", "the connection broke off"), ("chunkedencodingerror", "the connection broke off"),
+           ("protocolerror", "the connection broke off"))
 
 
 def short_reason(exc: BaseException) -> str:
     """A few words for the user instead of urllib3's nested retry message."""
-    text = str(exc).lower()
+    text = f"{exc} {type(exc).__name__}".lower()
     for needle, reason in REASONS:
         if needle in text:
             return reason
@@ -114,7 +116,7 @@ class DockerEngine:
         self.close()
         return EngineLost(f"the container engine at {self.endpoint} stopped answering ({short_reason(exc)}).",
                           hint="check that it is still running (it may have been restarted or killed), then try "
-                               "again; nothing envcap started is left behind")
+                               "again; what envcap had started there is removed by its next build or replay")
 
     @contextlib.contextmanager
     def _talking(self, what: str) -> Iterator[None]:
@@ -209,65 +211,46 @@ class DockerEngine:
         Why not ``build(tag=...)``: tagging last means an interrupted or failed build can never leave
         ``tag`` pointing at anything; the builder's own containers are removed (``forcerm``), and
         on Ctrl-C the connection is closed (which cancels the build) and every container the log
-        named is removed as well.
+        named is removed as well. When the engine dies instead, nothing can be removed now: the
+        journal of what the log named stays for the next run's sweep (``leftovers``).
         """
+        journal = BuildJournal(self.endpoint)
+        try:
+            info = self._build(context, tag, labels, BuildLog(on_event or (lambda event: None), journal))
+        except EngineLost:
+            raise
+        except BaseException:
+            journal.discard()
+            raise
+        journal.discard()
+        return info
+
+    def _build(self, context: Path, tag: str, labels: dict[str, str], log: BuildLog) -> ImageInfo:
         import docker
 
-        emit = on_event or (lambda event: None)
-        started: list[str] = []
-        tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
-        step_text: str | None = None
-        step_label = None
-        image_id: str | None = None
-        error: str | None = None
         with self._talking(f"build {context} as {tag}"):
             try:
                 stream = self.api.build(path=str(context), rm=True, forcerm=True, decode=True, labels=labels,
                                         pull=False, nocache=False)
                 for item in stream:
-                    if "stream" in item:
-                        for line in str(item["stream"]).splitlines():
-                            match = STEP_RE.match(line)
-                            if match:
-                                step_text = match.group(3)
-                                step_label = f"{match.group(1)}/{match.group(2)}"
-                                tail.clear()
-                                emit(BuildEvent("step", step_text, step=int(match.group(1)),
-                                                total=int(match.group(2))))
-                                continue
-                            running = RUNNING_IN_RE.match(line)
-                            if running:
-                                started.append(running.group(1))
-                            found = re.match(r"^Successfully built ([0-9a-f]+)", line)
-                            if found and image_id is None:
-                                image_id = found.group(1)
-                            if line.strip():
-                                tail.append(line)
-                                emit(BuildEvent("log", line))
-                    elif "aux" in item and isinstance(item["aux"], dict) and item["aux"].get("ID"):
-                        image_id = str(item["aux"]["ID"])
-                    elif "error" in item:
-                        error = str(item.get("error") or item.get("errorDetail", {}).get("message") or "failed")
-                        emit(BuildEvent("error", error))
-                    elif "status" in item:  # a base image being pulled
-                        emit(BuildEvent("log", str(item["status"])))
+                    log.feed(item)
             except KeyboardInterrupt:
-                self._cancel_build(started)
+                self._cancel_build(log.started)
                 raise
             except docker.errors.APIError as exc:
                 raise EngineRefused(f"the engine refused the build: {exc.explanation or exc}.",
                                     hint="check the Dockerfile in the build context") from None
-        if error is not None:
-            where = f"step {step_label} ({step_text})" if step_label else "before the first step"
-            raise BuildStepFailed(f"the image build failed at {where}: {error.strip()}",
+        if log.error is not None:
+            where = f"step {log.step_label} ({log.step_text})" if log.step_label else "before the first step"
+            raise BuildStepFailed(f"the image build failed at {where}: {log.error.strip()}",
                                   hint="the last lines of that step's log are shown above; --verbose streams "
                                        "the whole build log",
-                                  step=step_text, log_tail=tuple(tail))
-        if image_id is None:
+                                  step=log.step_text, log_tail=tuple(log.tail))
+        if log.image_id is None:
             raise EngineLost(f"the engine at {self.endpoint} ended the build without naming an image.",
                              hint="check that it is still running, then try again with --verbose")
-        self.tag(image_id, tag)
-        info = self.image(image_id)
+        self.tag(log.image_id, tag)
+        info = self.image(log.image_id)
         assert info is not None
         return info
 
@@ -301,6 +284,27 @@ class DockerEngine:
         with self._talking(f"list containers {label}"):
             found = self.api.containers(all=True, filters={"label": label})
         return [str(c["Id"]) for c in found]
+
+    def find_containers(self, label: str) -> list[ContainerInfo]:
+        with self._talking(f"list containers {label}"):
+            found = self.api.containers(all=True, filters={"label": label})
+        return [ContainerInfo(id=str(c["Id"]), labels=dict(c.get("Labels") or {})) for c in found]
+
+    def remove_leftover_image(self, image_id: str) -> bool:
+        import docker
+
+        with self._talking(f"remove leftover image {image_id[:19]}"):
+            try:
+                if self.api.inspect_image(image_id).get("RepoTags"):
+                    return False  # tagged since (a later build took it as a cache hit and finished)
+                self.api.remove_image(image_id, force=False, noprune=False)
+            except docker.errors.NotFound:
+                return False
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409:  # a container or a child image uses it: not a leftover any more
+                    return False
+                raise
+        return True
 
     def find_images(self, label: str) -> list[ImageInfo]:
         with self._talking(f"list images {label}"):
@@ -360,7 +364,7 @@ class DockerEngine:
             working_dir=spec.workdir,
             user=spec.user or "",
             environment=dict(spec.env) or None,
-            labels={MANAGED_LABEL: "true", **spec.labels},
+            labels={MANAGED_LABEL: "true", **owner_label(), **spec.labels},
             tty=spec.tty,
             stdin_open=wants_stdin,
             host_config=host_config,

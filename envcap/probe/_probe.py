@@ -1360,18 +1360,23 @@ _SECRET_KEY = (r"[A-Za-z0-9_.-]*?(?:token|secret|password|passwd|pwd|passphrase|
                r"access[_-]?key|secret[_-]?key|private[_-]?key|client[_-]?secret|auth|authorization|cookie|"
                r"session[_-]?id|signature|sig|sas)")
 SECRET_FLAG_RE = re.compile(r"^--?" + _SECRET_KEY + r"$", re.I)
-_PRIVATE_KEY_RE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY-----|.*)",
-                             re.S)
+# PGP's armour says "PRIVATE KEY BLOCK"; an unterminated block is redacted to the end of the text.
+_PRIVATE_KEY_RE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
+                             r"(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|.*)", re.S)
 _URL_USERINFO_RE = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s<>\"']*@")
-_QUERY_SECRET_RE = re.compile(
-    r"([?&;](?:[A-Za-z0-9_.-]*token|access_token|private_token|auth|key|api_key|apikey|sig|signature|sas|code|"
-    r"x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|x-goog-credential|password|secret|"
-    r"client_secret)=)[^&#\s\"'<>]*", re.I)
+# A query (or fragment: OAuth's #access_token=) parameter whose name ends with a secret's word: token,
+# access_token, private_token, X-Amz-Signature, Azure's sig, subscription-key, x-api-key, session...
+_SECRET_PARAM = (r"[A-Za-z0-9_.-]*?(?:token|auth|key|sig|signature|sas|code|password|passwd|pwd|secret|"
+                 r"credential|session|session[_-]?id)")
+_QUERY_SECRET_RE = re.compile(r"([?&;#]" + _SECRET_PARAM + r"=)[^&#\s\"'<>]*", re.I)
+_SECRET_PARAM_RE = re.compile(_SECRET_PARAM, re.I)
+_URL_PARAM_RE = re.compile(r"([?#;&])([^?#;&]*)")
 _AUTH_HEADER_RE = re.compile(r"(\b(?:proxy-)?authorization\s*[:=]\s*)(?:\"[^\"]*\"|'[^']*'|"
                              r"(?:(?:bearer|basic|token|digest|negotiate)\s+)?[^\s,;\"']+)", re.I)
 _AUTH_SCHEME_RE = re.compile(r"(\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]{6,}", re.I)
-_KEY_VALUE_RE = re.compile(r"((?:^|(?<=[\s,;&?\"'{(\[]))--?" + _SECRET_KEY + r"(?:=|\s+)|"
-                           r"(?:^|(?<=[\s,;&?\"'{(\[]))[\"']?" + _SECRET_KEY + r"[\"']?\s*[=:]\s*)"
+# The key may follow another's "=" or ":" (--xla_flag=hf_token=..., user:password=...).
+_KEY_VALUE_RE = re.compile(r"((?:^|(?<=[\s,;&?\"'{(\[=:]))--?" + _SECRET_KEY + r"(?:=|\s+)|"
+                           r"(?:^|(?<=[\s,;&?\"'{(\[=:]))[\"']?" + _SECRET_KEY + r"[\"']?\s*[=:]\s*)"
                            r"(\"[^\"]*\"|'[^']*'|[^\s,;&\"'})\]]+)", re.I)
 _TOKEN_SHAPES_RE = re.compile(
     r"\b(?:gh[pousr]_[A-Za-z0-9]{16,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{16,}|"
@@ -1391,6 +1396,11 @@ _MAYBE_SECRET_RE = re.compile(
 def _hashed_device(match: re.Match[str]) -> str:
     """A device UUID as the lock's uuid_sha256 writes it: comparable, not the hardware's identity."""
     return "GPU-sha256:" + hashlib.sha256(match.group(2).lower().encode()).hexdigest()[:16]
+
+
+def may_hold_secret(text: str) -> bool:
+    """False when no rule of redact_text could match: such a string is recorded as it is."""
+    return bool(_MAYBE_SECRET_RE.search(text))
 
 
 def looks_random(value: str) -> bool:
@@ -1423,11 +1433,20 @@ def redact_value(name: str, value: str) -> str:
     return cleaned
 
 
+ARGV_CONTEXT = 6  # arguments read before each one: a private key's header is five words
+
+
 def redact_argv(argv: List[str]) -> List[str]:
-    """A command line as it may be recorded: ``--token X`` and ``--token=X`` lose X, tokens go."""
+    """A command line as it may be recorded: ``--token X`` and ``--token=X`` lose X, tokens go.
+
+    A secret split over several arguments (``Bearer X``, ``-H Authorization: token X``, ``password = X``,
+    a private key passed unquoted) is found by reading each argument after the few before it: when
+    they redact differently together than apart, a secret crossed the gap, and the argument is left
+    out whole.
+    """
     out: List[str] = []
     hide_next = False
-    for arg in argv:
+    for index, arg in enumerate(argv):
         if hide_next:
             out.append(REDACTED)
             hide_next = False
@@ -1437,14 +1456,40 @@ def redact_argv(argv: List[str]) -> List[str]:
             hide_next = True
             continue
         cleaned = redact_text(arg)
+        context = " ".join(argv[max(0, index - ARGV_CONTEXT):index])
+        if context and redact_text(context + " " + arg) != redact_text(context) + " " + cleaned:
+            cleaned = REDACTED
         out.append(REDACTED if looks_random(cleaned) else cleaned)
     return out
 
 
 def strip_credentials(url: str) -> str:
     """A URL as it may be recorded: no userinfo at all (greedy to the last "@" before the path, as pip
-    splits), no secret query parameters."""
-    return redact_text(_URL_USERINFO_RE.sub(r"\1", url))
+    splits), no secret query, fragment or ``;`` parameter at all.
+
+    Why dropped whole rather than marked: the URL stays a URL (a lock's URL fields are validated as
+    such, and a distribution whose origin read ``?X-Amz-Security-Token=<redacted>`` was left out of the
+    lock), and it still names the host and path, which is what a reader of the lock needs.
+    """
+    return redact_text(_drop_secret_params(_URL_USERINFO_RE.sub(r"\1", url)))
+
+
+def _drop_secret_params(url: str) -> str:
+    head = re.split(r"[?#;]", url, maxsplit=1)[0]
+    out = [head]
+    opening: Optional[str] = None  # "?" or "#" not yet written: no parameter of its part kept so far
+    for sep, item in _URL_PARAM_RE.findall(url[len(head):]):
+        if sep in "?#":
+            opening = sep
+        name, has_value, _ = item.partition("=")
+        if has_value and _SECRET_PARAM_RE.fullmatch(name):
+            continue
+        if opening is not None:
+            out.append(opening + item)
+            opening = None
+        else:
+            out.append(sep + item)
+    return "".join(out)
 
 
 def env_allowed(name: str) -> bool:

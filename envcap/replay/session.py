@@ -29,6 +29,7 @@ from envcap._serde import ShapeError, from_json, to_json
 from envcap.build.inputs import BuildProgress
 from envcap.engine import ContainerEngine, Mount, OutputCallback, RunSpec
 from envcap.engine.errors import EngineError
+from envcap.engine.leftovers import sweep
 from envcap.errors import EnvcapError, OutputError, PreflightError
 from envcap.fs import atomic_write
 from envcap.lock import Cpu, GitState, Gpu, Snapshot, dumps, load_lock, lock_path, now_utc
@@ -128,6 +129,7 @@ def replay(request: ReplayRequest, *, engine: ContainerEngine, on_output: Output
                         user=request.user or f"{os.getuid()}:{os.getgid()}", gpus=decide_gpus(request.gpus, lock),
                         mounts=replay_mounts(request, folder))
     engine.ping()
+    sweep(engine)  # what a build or replay that died with this engine left there (one list call)
     try:
         return _replay(evidence, engine, on_output, host_gpu, build_progress, host_cpu)
     except KeyboardInterrupt:

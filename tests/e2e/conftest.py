@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.second_engine import SecondEngine, why_not
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BASE = "envcap-test-base:bookworm"
 
@@ -65,3 +67,20 @@ def base_image(docker_client: object) -> str:
                               capture_output=True, text=True, check=False)
         assert done.returncode == 0, f"could not make the base image {name}: {done.stderr[-2000:]}"
     return name
+
+
+@pytest.fixture(scope="module")
+def second_engine(base_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondEngine]:
+    """A private dockerd (tests/e2e/second_engine.py) with the base image, for tests that kill it."""
+    problem = why_not()
+    if problem is not None:
+        message = f"NO SECOND DOCKERD CAN BE STARTED HERE, engine-fault test skipped: {problem}"
+        print(f"\n!!! {message}", file=sys.stderr)
+        pytest.skip(message)
+    engine = SecondEngine(tmp_path_factory.mktemp("dockerd2"))
+    try:
+        engine.setup(base_image)
+        yield engine
+    finally:
+        for note in engine.teardown():
+            print(f"\nsecond dockerd teardown: {note}", file=sys.stderr)
