@@ -11,13 +11,16 @@ from envcap.errors import OutputError
 
 
 def cache_dir() -> Path:
-    """``ENVCAP_CACHE_DIR``, else ``$XDG_CACHE_HOME/envcap``, else ``~/.cache/envcap``."""
+    """``ENVCAP_CACHE_DIR``, else ``$XDG_CACHE_HOME/envcap``, else ``~/.cache/envcap``.
+
+    Always absolute: folders under it are bind-mounted into containers, and engines refuse relative paths.
+    """
     explicit = os.environ.get("ENVCAP_CACHE_DIR")
     if explicit:
-        return Path(explicit)
+        return Path(explicit).absolute()
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "envcap"
+    return (base / "envcap").absolute()
 
 
 def sha256_file(path: Path) -> str:

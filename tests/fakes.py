@@ -143,6 +143,24 @@ class FakeBuild:
         return self.files["Dockerfile"].decode("utf-8")
 
 
+@dataclass(frozen=True)
+class FakeInstall:
+    """What one install container received: the wheels and requirements mounted into it, its flags."""
+
+    files: dict[str, bytes]  # "wheels/<name>", "wheels/vendored/<name>", "requirements.lock" (the mounted requirements)
+    installer: str  # uv | pip
+    network_disabled: bool
+    image: str
+    user: str | None
+    tag: str = ""  # repository:tag it was committed as
+    labels: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()  # the script's arguments: installer, venv, user, uid
+
+    @property
+    def requirements(self) -> str:
+        return self.files["requirements.lock"].decode("utf-8")
+
+
 @dataclass
 class FakeEngine:
     """The ContainerEngine Protocol in memory: records builds and runs, answers runs from a script.
@@ -169,6 +187,8 @@ class FakeEngine:
     removed: list[str] = field(default_factory=list)
     leftover_images: set[str] = field(default_factory=set)  # untagged images nothing uses (a dead build's)
     removed_images: list[str] = field(default_factory=list)
+    installs: list[FakeInstall] = field(default_factory=list)  # install containers (envcap.build.install)
+    install_exit_code: int = 0
 
     def _check(self) -> None:
         from envcap.engine.errors import EngineUnavailable
@@ -220,7 +240,8 @@ class FakeEngine:
             for key in [k for k, v in self.images.items() if v.id == info.id]:
                 del self.images[key]
 
-    def build(self, context: Path, *, tag: str, labels: dict[str, str], on_event: Any = None) -> Any:
+    def build(self, context: Path, *, tag: str, labels: dict[str, str], on_event: Any = None,
+              network_disabled: bool = False) -> Any:
         import hashlib
 
         from envcap.engine import ImageInfo
@@ -246,6 +267,8 @@ class FakeEngine:
 
         self._check()
         self.runs.append(spec)
+        if spec.labels.get("io.envcap.purpose") == "install":
+            return self._install(spec)
         if on_output is not None:
             for chunk, stream in self.run_output:
                 on_output(chunk, stream)
@@ -254,6 +277,32 @@ class FakeEngine:
         if not self.run_results:
             return RunResult(exit_code=0)
         return self.run_results.pop(0) if len(self.run_results) > 1 else self.run_results[0]
+
+    def _install(self, spec: Any) -> Any:
+        """An install container: records what was mounted; on success commits an image as asked."""
+        import hashlib
+
+        from envcap.engine import ImageInfo, RunResult
+
+        [mount] = spec.mounts
+        assert mount.target == "/mnt" and mount.read_only
+        stage = Path(mount.source)
+        files = {f"wheels/{p.relative_to(stage / 'wheels')}": p.read_bytes()
+                 for p in sorted((stage / "wheels").rglob("*")) if p.is_file()}
+        files["requirements.lock"] = (stage / "requirements.txt").read_bytes()
+        entry = tuple(spec.entrypoint or ())
+        commit = spec.commit
+        tag = f"{commit.repository}:{commit.tag}" if commit is not None else ""
+        self.installs.append(FakeInstall(files=files, installer=entry[4] if len(entry) > 4 else "?",
+                                         network_disabled=spec.network_disabled, image=spec.image, user=spec.user,
+                                         tag=tag, labels=dict(commit.labels) if commit else {}, args=entry[4:]))
+        if self.install_exit_code or commit is None:
+            return RunResult(exit_code=self.install_exit_code, stdout=b"boom" if self.install_exit_code else b"")
+        digest = hashlib.sha256(repr((spec.image, sorted(files.items()))).encode()).hexdigest()
+        info = ImageInfo(id=f"sha256:{digest}", tags=(tag,), labels=dict(commit.labels), size=len(files))
+        self.images[tag] = info
+        self.images[info.id] = info
+        return RunResult(exit_code=0, committed=info)
 
     def gpu_runtime_available(self) -> bool:
         self._check()
@@ -471,14 +520,16 @@ def sdist_bytes(name: str, version: str, files: Mapping[str, str] | None = None)
 
     files = files if files is not None else {"setup.py": "from setuptools import setup\nsetup()\n",
                                              "PKG-INFO": f"Name: {name}\nVersion: {version}\n"}
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+    import gzip
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as archive:
         for relative, text in files.items():
             data = text.encode()
             info = tarfile.TarInfo(f"{name}-{version}/{relative}")
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    return gzip.compress(raw.getvalue(), mtime=0)  # the same bytes every call: a test may build it twice
 
 
 def make_wheel(folder: Path, name: str, version: str, files: Mapping[str, str]) -> Path:

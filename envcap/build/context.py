@@ -34,8 +34,9 @@ def context_requirements(inputs: BuildInputs, extra_hashes: dict[str, list[str]]
     """
     if not inputs.plan.hermetic:
         return inputs.requirements
+    # Nothing here may change with the lock's variables (no lock digest): the install is keyed by its packages.
     lines = ["# requirements.lock as installed by `envcap build` (hermetic: every file is in wheels/).",
-             f"# Lock digest {inputs.snapshot.digest}; wheels chosen for {inputs.target.describe()}."]
+             f"# Wheels chosen for {inputs.target.describe()}."]
     for choice in inputs.wheels.choices:
         hashes = list(choice.allowed_hashes) + extra_hashes.get(choice.name, [])
         lines.append(f"{choice.name}=={choice.version} \\")
@@ -50,13 +51,14 @@ def source_builder(inputs: BuildInputs, engine: ContainerEngine, wheelhouse: Whe
     return SourceBuilder(engine, wheelhouse, image=inputs.bases.get(ref, ref), image_ref=ref, target=inputs.target)
 
 
-def assemble_context(inputs: BuildInputs, folder: Path, wheelhouse: Wheelhouse, progress: BuildProgress,
-                     engine: ContainerEngine) -> ContextReport:
-    """Writes the build context: Dockerfile, requirements, hash-checked wheels, vendored wheels."""
+def stage_wheels(inputs: BuildInputs, folder: Path, wheelhouse: Wheelhouse, progress: BuildProgress,
+                 engine: ContainerEngine) -> tuple[ContextReport, str]:
+    """``folder/wheels`` (and ``wheels/vendored``) with every hash-checked wheel, sources built in the
+    sandbox; returns the report and the requirements pip or uv install them by."""
     report = ContextReport()
     sources = source_builder(inputs, engine, wheelhouse)
     wheels_dir = folder / "wheels"
-    wheels_dir.mkdir(parents=True)
+    (wheels_dir / "vendored").mkdir(parents=True)
     extra_hashes: dict[str, list[str]] = {}
     if inputs.plan.hermetic:
         artifacts = [c.artifact for c in inputs.wheels.choices]
@@ -78,10 +80,18 @@ def assemble_context(inputs: BuildInputs, folder: Path, wheelhouse: Wheelhouse, 
         path = sources.from_vendored(item)
         link_or_copy(path, wheels_dir / "vendored" / path.name)
     report.notes.extend(sources.notes)
+    return report, context_requirements(inputs, extra_hashes)
+
+
+def assemble_context(inputs: BuildInputs, folder: Path, wheelhouse: Wheelhouse, progress: BuildProgress,
+                     engine: ContainerEngine) -> ContextReport:
+    """A self-contained context any builder can build offline (``envcap build --context DIR``):
+    the multi-stage Dockerfile, hash-checked wheels, vendored wheels, the requirements."""
+    report, requirements = stage_wheels(inputs, folder, wheelhouse, progress, engine)
     atomic_write(folder / "Dockerfile", inputs.dockerfile)
     atomic_write(folder / ".dockerignore", inputs.dockerignore)
-    atomic_write(folder / "requirements.lock", context_requirements(inputs, extra_hashes))
+    atomic_write(folder / "requirements.lock", requirements)
     return report
 
 
-__all__ = ["ContextReport", "assemble_context", "context_requirements", "source_builder"]
+__all__ = ["ContextReport", "assemble_context", "context_requirements", "source_builder", "stage_wheels"]

@@ -15,18 +15,28 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from envcap import __version__
+from envcap.build.install import SCRIPT as INSTALL_SCRIPT
+from envcap.build.install import install_digest
 from envcap.build.reach import Reach
 from envcap.build.target import TargetPlatform, check_fits, probe_platform, with_overrides
 from envcap.build.wheels import WheelSet, choose, from_source_warning
 from envcap.emit import generated_files, stale_outputs
-from envcap.emit.dockerfile import render_dockerfile, render_dockerignore
+from envcap.emit.dockerfile import (
+    render_dockerfile,
+    render_dockerignore,
+    render_final_dockerfile,
+    render_runtime_dockerfile,
+)
 from envcap.emit.plan import BuildPlan, choices_of, make_plan
 from envcap.engine import BuildEvent, ContainerEngine, ImageInfo
 from envcap.errors import LockfileError, UsageError
 from envcap.lock import Snapshot, content_digest, digest_matches, load_snapshot, lock_path
 
-DIGEST_FORMAT = 2
+DIGEST_FORMAT = 3  # 3: the install image (envcap-venv) and the final image are built apart
 TAG_REPOSITORY = "envcap"
+INSTALL_REPOSITORY = "envcap-venv"
+RUNTIME_REPOSITORY = "envcap-runtime"
+INSTALL_DIGEST_LABEL = "io.envcap.install-digest"
 BUILD_DIGEST_LABEL = "io.envcap.build-digest"
 CREATED_LABEL = "org.opencontainers.image.created"
 
@@ -60,6 +70,11 @@ class BuildInputs:
     tag: str
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()  # said loudly: distributions built from source instead of their wheels
+    install_digest: str = ""  # what decides the install image (packages, base, platform, installer)
+    install_tag: str = ""  # envcap-venv:<install digest>
+    runtime_dockerfile: str | None = None  # CUDA bases: Python copied onto the base, built before the install
+    runtime_tag: str | None = None
+    final_dockerfile: str = ""  # the image's own Dockerfile: settings on top of the install image
 
 
 class BuildProgress(Protocol):
@@ -169,6 +184,19 @@ def prepare(lock_dir: Path, engine: ContainerEngine, options: BuildOptions = Bui
     from envcap.emit.requirements import render_requirements_lock
 
     requirements = render_requirements_lock(snapshot)
+    runtime_dockerfile = render_runtime_dockerfile(plan)
+    base_ids = {ref: info.id for ref, info in bases.items()}
+    runtime_tag = None
+    if runtime_dockerfile is not None:
+        runtime = install_digest({"format": DIGEST_FORMAT, "bases": base_ids, "dockerfile": runtime_dockerfile})
+        runtime_tag = f"{RUNTIME_REPOSITORY}:{runtime.split(':', 1)[-1][:24]}"
+    install = install_digest({
+        "format": DIGEST_FORMAT, "envcap": __version__, "bases": base_ids, "runtime": runtime_dockerfile,
+        "target": target.key(), "wheels": wheels.digest_items(),
+        "hermetic": hermetic, "online-requirements": None if hermetic else requirements,
+        "user": plan.user, "uid": plan.uid, "venv": plan.venv, "script": INSTALL_SCRIPT})
+    install_tag = f"{INSTALL_REPOSITORY}:{install.split(':', 1)[-1][:24]}"
+    final_dockerfile = render_final_dockerfile(plan, install_tag)
     created = source_date(options.source_date_epoch)
     labels = {BUILD_DIGEST_LABEL: "", "io.envcap.hermetic": "true" if hermetic else "false",
               "io.envcap.target": target.key()}
@@ -178,12 +206,8 @@ def prepare(lock_dir: Path, engine: ContainerEngine, options: BuildOptions = Bui
         "format": DIGEST_FORMAT,
         "envcap": __version__,
         "lock": content_digest(snapshot),
-        "requirements": hashlib.sha256(requirements.encode("utf-8")).hexdigest(),
-        "dockerfile": dockerfile,
-        "dockerignore": dockerignore,
-        "bases": {ref: info.id for ref, info in bases.items()},
-        "target": target.key(),
-        "wheels": wheels.digest_items(),
+        "install": install,
+        "dockerfile": final_dockerfile,
         "labels": labels,
     }
     digest = build_digest(payload)
@@ -191,7 +215,10 @@ def prepare(lock_dir: Path, engine: ContainerEngine, options: BuildOptions = Bui
     return BuildInputs(lock_dir=Path(lock_dir), snapshot=snapshot, plan=plan, dockerfile=dockerfile,
                        dockerignore=dockerignore, requirements=requirements, target=target, wheels=wheels,
                        bases={ref: info.id for ref, info in bases.items()}, labels=labels, digest=digest,
-                       tag=content_tag(digest), notes=tuple(notes), warnings=warnings)
+                       tag=content_tag(digest), notes=tuple(notes), warnings=warnings,
+                       install_digest=install, install_tag=install_tag, runtime_dockerfile=runtime_dockerfile,
+                       runtime_tag=runtime_tag,
+                       final_dockerfile=final_dockerfile)
 
 
 def find_cached(engine: ContainerEngine, inputs: BuildInputs) -> ImageInfo | None:

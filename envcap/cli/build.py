@@ -28,14 +28,17 @@ if TYPE_CHECKING:
 @click.option("--target-glibc", metavar="X.Y", help="Choose wheels for this glibc instead of the base image's.")
 @click.option("--allow-path", "allow_paths", metavar="PATH", multiple=True, type=click.Path(path_type=Path),
               help="Also build local sources from this folder, outside the lock's project (repeatable).")
+@click.option("--context", "context_dir", metavar="DIR", type=click.Path(path_type=Path),
+              help="Write a self-contained build context (Dockerfile + hash-checked wheels) to this new folder "
+                   "instead of building: any builder builds it offline.")
 @verbose_option
 @json_option
 @click.pass_context
 def command(ctx: click.Context, lock_dir: Path, base_image: str | None, tags: tuple[str, ...], online: bool,
             target_python: str | None, target_glibc: str | None, allow_paths: tuple[Path, ...],
-            as_json: bool) -> None:
+            context_dir: Path | None, as_json: bool) -> None:
     """Build the image of a snapshot (DIR, default .envcap/), or find it already built."""
-    from envcap.build import BuildOptions, build
+    from envcap.build import BuildOptions, build, write_context
     from envcap.engine import BuildStepFailed
 
     options = BuildOptions(base_image=base_image, online=online, tags=tags, target_python=target_python,
@@ -43,6 +46,22 @@ def command(ctx: click.Context, lock_dir: Path, base_image: str | None, tags: tu
                            allow_paths=allow_paths)
     engine = engine_from(ctx)
     progress = _Progress(verbose=verbosity(ctx) > 0)  # -v also streams the build log
+    if context_dir is not None:
+        progress.start()
+        try:
+            written = write_context(lock_dir, engine, context_dir, options, progress=progress)
+        finally:
+            progress.stop()
+        if as_json:
+            emit_json("build-context", written.to_json())
+            return
+        for text in written.notes:
+            note("note", text)
+        for text in written.warnings:
+            note("warning", text, style="bold red")
+        say(f"Wrote a build context with {written.wheels} wheels to {terminal(str(written.folder))}: "
+            f"build it with `docker build --network none {terminal(str(written.folder))}`.")
+        return
     progress.start()
     try:
         result = build(lock_dir, engine, options, progress=progress)

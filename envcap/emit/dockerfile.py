@@ -53,5 +53,17 @@ def render_dockerfile(plan: BuildPlan) -> str:
     return _environment().get_template(TEMPLATE_FOR_FAMILY[plan.family]).render(plan=plan)
 
 
+def render_runtime_dockerfile(plan: BuildPlan) -> str | None:
+    """The image the install container starts from when the base lacks the exact Python (CUDA bases)."""
+    if plan.family != "cuda":
+        return None
+    return _environment().get_template("runtime.Dockerfile.j2").render(plan=plan)
+
+
+def render_final_dockerfile(plan: BuildPlan, install_image: str) -> str:
+    """The image itself: settings (variables, labels, user) on top of the install image, no RUN."""
+    return _environment().get_template("final.Dockerfile.j2").render(plan=plan, install_image=install_image)
+
+
 def render_dockerignore() -> str:
     return _environment().get_template("dockerignore.j2").render()

@@ -81,6 +81,20 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class Commit:
+    """Keep what the container wrote as an image, tagged, when it exits 0 (``docker commit``).
+
+    Why: the venv a network-less container installed becomes an image without being sent back
+    through a build context and copied again (half of a first build's time, measured). The engine
+    restores the image's own entrypoint, command and user, so only the files and ``labels`` differ.
+    """
+
+    repository: str
+    tag: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class RunSpec:
     image: str
     command: tuple[str, ...]
@@ -96,6 +110,7 @@ class RunSpec:
     entrypoint: tuple[str, ...] | None = None
     network_disabled: bool = False
     init: bool = False  # an init process as PID 1 (docker run --init): signals reach the workload, exit 128+n
+    commit: Commit | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +120,7 @@ class RunResult:
     stderr: bytes = b""
     oom_killed: bool = False
     container_id: str | None = None
+    committed: ImageInfo | None = None  # the image made by RunSpec.commit
 
 
 OutputCallback = Callable[[bytes, OutputStream], None]
@@ -120,7 +136,7 @@ class ContainerEngine(Protocol):
         """The image by tag or id, or None when the engine does not have it."""
 
     def build(self, context: Path, *, tag: str, labels: dict[str, str],
-              on_event: Callable[[BuildEvent], None] | None = None) -> ImageInfo:
+              on_event: Callable[[BuildEvent], None] | None = None, network_disabled: bool = False) -> ImageInfo:
         """Builds ``context`` (Dockerfile inside); raises BuildStepFailed with the failing step and log tail."""
 
     def run(self, spec: RunSpec, *, on_output: OutputCallback | None = None) -> RunResult:
@@ -170,7 +186,8 @@ def keep_signals_for_the_main_thread() -> None:
 
 from envcap.engine.connect import candidate_endpoints, connect  # noqa: E402 - connect's own imports need the types above
 
-__all__ = ["MANAGED_LABEL", "OWNER_LABEL", "BuildEvent", "BuildEventKind", "BuildStepFailed", "ContainerEngine", "ContainerFailed", "ContainerInfo",
+__all__ = ["MANAGED_LABEL", "OWNER_LABEL", "BuildEvent", "BuildEventKind", "BuildStepFailed", "Commit", "ContainerEngine",
+           "ContainerFailed", "ContainerInfo",
            "EngineError", "EngineLost", "EngineRefused", "EngineUnavailable", "ImageInfo", "ImageMissing",
            "ImagePullFailed", "Mount", "OutputCallback", "OutputStream", "RunResult", "RunSpec",
            "candidate_endpoints", "connect", "keep_signals_for_the_main_thread"]

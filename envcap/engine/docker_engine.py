@@ -8,6 +8,8 @@ containers) and runs must stream both streams while writing stdin, which the hig
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 import shlex
 import time
@@ -16,7 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from envcap import _log
-from envcap.engine import MANAGED_LABEL, BuildEvent, ContainerInfo, ImageInfo, OutputCallback, RunResult, RunSpec
+from envcap.engine import (
+    MANAGED_LABEL,
+    OWNER_LABEL,
+    BuildEvent,
+    Commit,
+    ContainerInfo,
+    ImageInfo,
+    OutputCallback,
+    RunResult,
+    RunSpec,
+)
 from envcap.engine._attach import OutputReader, start_stdin
 from envcap.engine._buildlog import BuildLog
 from envcap.engine.errors import (
@@ -205,7 +217,7 @@ class DockerEngine:
             self.api.remove_image(ref, force=True)
 
     def build(self, context: Path, *, tag: str, labels: dict[str, str],
-              on_event: Callable[[BuildEvent], None] | None = None) -> ImageInfo:
+              on_event: Callable[[BuildEvent], None] | None = None, network_disabled: bool = False) -> ImageInfo:
         """Classic-builder build; the tag is set only after the build succeeded.
 
         Why not ``build(tag=...)``: tagging last means an interrupted or failed build can never leave
@@ -216,7 +228,8 @@ class DockerEngine:
         """
         journal = BuildJournal(self.endpoint)
         try:
-            info = self._build(context, tag, labels, BuildLog(on_event or (lambda event: None), journal))
+            info = self._build(context, tag, labels, BuildLog(on_event or (lambda event: None), journal),
+                               network_disabled)
         except EngineLost:
             raise
         except BaseException:
@@ -225,13 +238,15 @@ class DockerEngine:
         journal.discard()
         return info
 
-    def _build(self, context: Path, tag: str, labels: dict[str, str], log: BuildLog) -> ImageInfo:
+    def _build(self, context: Path, tag: str, labels: dict[str, str], log: BuildLog,
+               network_disabled: bool) -> ImageInfo:
         import docker
 
         with self._talking(f"build {context} as {tag}"):
             try:
                 stream = self.api.build(path=str(context), rm=True, forcerm=True, decode=True, labels=labels,
-                                        pull=False, nocache=False)
+                                        pull=False, nocache=False,
+                                        network_mode="none" if network_disabled else None)
                 for item in stream:
                     log.feed(item)
             except KeyboardInterrupt:
@@ -339,9 +354,35 @@ class DockerEngine:
                                       f"{exc.explanation or exc}.",
                                       hint="check the image and the run's options") from None
         try:
-            return self._run_created(container_id, spec, on_output)
+            result = self._run_created(container_id, spec, on_output)
+            if spec.commit is not None and result.exit_code == 0:
+                result = dataclasses.replace(result, committed=self._commit(container_id, spec.image, spec.commit))
+            return result
         finally:
             self._remove_despite_interrupts(container_id)
+
+    def _image_config(self, image: str) -> dict[str, Any]:
+        return dict(self.api.inspect_image(image).get("Config") or {})
+
+    def _commit(self, container_id: str, image: str, commit: Commit) -> ImageInfo:
+        """``docker commit`` with the image's own entrypoint, command, user and working folder put back.
+
+        The container ran a script as root; without this the image would start that script. An
+        empty command would make the engine take the container's back, so an image with none gets
+        ``python3`` (the final image sets its own).
+        """
+        with self._talking(f"commit {container_id[:12]} as {commit.repository}:{commit.tag}"):
+            config = self._image_config(image)
+            changes = [f"ENTRYPOINT {json.dumps(list(config['Entrypoint']))}"] if config.get("Entrypoint") else []
+            changes += [f"CMD {json.dumps(list(config.get('Cmd') or ['python3']))}",
+                       f"USER {config.get('User') or 'root'}",
+                       f"WORKDIR {config.get('WorkingDir') or '/'}"]
+            # The container's labels are merged into the image's and none can be deleted: the owner (host and
+            # process of this run) is blanked so an image never names the machine it was made on.
+            labels = {OWNER_LABEL: "", **commit.labels}
+            changes += [f"LABEL {json.dumps(name)}={json.dumps(value)}" for name, value in labels.items()]
+            made = self.api.commit(container_id, repository=commit.repository, tag=commit.tag, changes=changes)
+            return _image_info(self.api.inspect_image(str(made["Id"])))
 
     # -- run helpers ------------------------------------------------------------------------
     def _create(self, spec: RunSpec) -> str:
@@ -357,10 +398,15 @@ class DockerEngine:
             init=True if spec.init else None,
         )
         wants_stdin = spec.stdin_data is not None or spec.interactive
+        command, entrypoint = list(spec.command), list(spec.entrypoint) if spec.entrypoint is not None else None
+        if spec.commit is not None and entrypoint is not None and not self._image_config(spec.image).get("Entrypoint"):
+            # A committed image keeps the container's entrypoint unless it is replaced by a non-empty one, and
+            # "none" cannot be written back: an image without one runs the script as its command instead.
+            command, entrypoint = [*entrypoint, *command], None
         created = api.create_container(
             image=spec.image,
-            command=list(spec.command) or None,
-            entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
+            command=command or None,
+            entrypoint=entrypoint,
             working_dir=spec.workdir,
             user=spec.user or "",
             environment=dict(spec.env) or None,

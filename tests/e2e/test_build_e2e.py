@@ -7,6 +7,7 @@ Python 3.11, so its cp311 wheels fit both.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,9 +40,9 @@ def make_venv(root: Path, *requirements: str) -> Path:
     return root / "bin" / "python"
 
 
-def snapshot(python: Path, out: Path) -> Path:
+def snapshot(python: Path, out: Path, **variables: str) -> Path:
     subprocess.run([sys.executable, "-m", "envcap", "snapshot", "--python", str(python), "--out", str(out)],
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, env=os.environ | variables)
     return out
 
 
@@ -152,3 +153,86 @@ def test_the_workloads_own_editable_package_comes_along(tmp_path: Path, base_ima
         "print(json.dumps({'answer': mywork.ANSWER, 'version': m.version('mywork'), 'file': mywork.__file__}))\n"))
     assert found["answer"] == 42 and found["version"] == "0.3.1"
     assert str(found["file"]).startswith("/opt/venv/"), "installed from the vendored wheel, not a host path"
+
+
+def _dangling_since(engine_client: object, since: float) -> list[str]:
+    """Untagged images made after ``since``: what a build leaves behind when it keeps intermediate layers."""
+    images = engine_client.images.list(filters={"dangling": True})  # type: ignore[attr-defined]
+    return [image.id for image in images
+            if _created(image.attrs.get("Created", "")) >= since]
+
+
+def _created(stamp: str) -> float:
+    """Docker writes ``2026-12-01T17:10:03.123456789Z``: seconds are enough here."""
+    from datetime import datetime, timezone
+
+    head = stamp.split(".")[0].rstrip("Z")
+    return datetime.fromisoformat(head).replace(tzinfo=timezone.utc).timestamp() if head else 0.0
+
+
+def test_a_variable_only_change_reuses_the_installed_packages_and_leaves_no_dangling_image(
+        first_build: dict[str, object], lock: Path, base_image: str, tmp_path: Path, engine: ContainerEngine,
+        docker_client: object) -> None:
+    import time
+
+    python = Path(str(load_snapshot(lock).python.executable))
+    changed = snapshot(python, tmp_path / "lock", OMP_NUM_THREADS="3")
+    started = time.time() - 1
+
+    result = build(changed, base_image)
+
+    assert result["cached"] is False and result["digest"] != first_build["digest"]
+    assert any("installed already" in str(text) for text in result["notes"]), result["notes"]  # type: ignore[attr-defined]
+    assert result["wheels"] == 0, "no wheel is staged when only the settings changed"
+    found = inside(engine, str(result["tag"]), "import json, os; print(json.dumps({'omp': os.environ.get('OMP_NUM_THREADS')}))")
+    assert found == {"omp": "3"}
+    assert _dangling_since(docker_client, started) == []
+
+
+def test_the_context_folder_builds_offline_with_a_plain_docker_build(lock: Path, base_image: str, tmp_path: Path,
+                                                                    engine: ContainerEngine) -> None:
+    out = tmp_path / "ctx"
+    done = CliRunner().invoke(main, ["build", str(lock), "--base-image", base_image, "--context", str(out), "--json"])
+    assert done.exit_code == 0, done.output
+    written = json.loads(done.stdout)
+    assert written["kind"] == "build-context" and written["wheels"] >= 2
+    assert (out / "Dockerfile").is_file() and list((out / "wheels").glob("numpy-2.2.6-*.whl"))
+    tag = "envcap-test-context:" + str(written["digest"]).split(":")[-1][:12]
+    try:
+        built = subprocess.run(["docker", "build", "--network", "none", "-q", "-t", tag, str(out)],
+                               capture_output=True, text=True, timeout=600)
+        assert built.returncode == 0, built.stderr[-2000:]
+        found = inside(engine, tag, LIST_DISTRIBUTIONS)
+        assert ["numpy", "2.2.6"] in found["dists"]  # type: ignore[operator]
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+
+
+def test_the_context_folder_must_be_new_or_empty(lock: Path, base_image: str, tmp_path: Path) -> None:
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "keep.txt").write_text("mine")
+    done = CliRunner().invoke(main, ["build", str(lock), "--base-image", base_image, "--context", str(tmp_path / "ctx")])
+    assert done.exit_code == 2 and "not an empty folder" in done.output
+    assert (tmp_path / "ctx" / "keep.txt").read_text() == "mine"
+
+
+def test_a_wheel_installed_from_a_local_file_comes_along(tmp_path: Path, base_image: str,
+                                                         engine: ContainerEngine) -> None:
+    project = tmp_path / "localpkg"
+    (project / "localpkg").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(
+        "[build-system]\nrequires = ['setuptools>=61']\nbuild-backend = 'setuptools.build_meta'\n"
+        "[project]\nname = 'localpkg'\nversion = '1.2.0'\n")
+    (project / "localpkg" / "__init__.py").write_text("VALUE = 'from a wheel on disk'\n")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path / "dist"),
+                    str(project)], check=True)
+    (wheel,) = (tmp_path / "dist").glob("localpkg-1.2.0-*.whl")
+    python = make_venv(tmp_path / "venv", "packaging==24.2", str(wheel))
+
+    result = build(snapshot(python, tmp_path / "lock"), base_image)
+
+    found = inside(engine, str(result["tag"]), (
+        "import importlib.metadata as m, json, localpkg\n"
+        "print(json.dumps({'value': localpkg.VALUE, 'version': m.version('localpkg'), 'file': localpkg.__file__}))\n"))
+    assert found == {"value": "from a wheel on disk", "version": "1.2.0",
+                     "file": "/opt/venv/lib/python3.11/site-packages/localpkg/__init__.py"}

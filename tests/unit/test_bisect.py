@@ -225,13 +225,16 @@ class Workload:
     specs: list[RunSpec] = field(default_factory=list)
 
     def installed(self, image_id: str) -> dict[str, str]:
-        build = next(b for b in self.engine.builds if b.image_id == image_id)
-        if "requirements.lock" in build.files:  # A's or B's own image
-            text = build.files["requirements.lock"].decode()
-            return dict(re.findall(r"^([a-z0-9_.-]+)==(\S+) ", text, re.M))
+        for install in self.engine.installs:  # the install image of A's or B's own image
+            committed = self.engine.images.get(install.tag)
+            if image_id == install.tag or (committed is not None and committed.id == image_id):
+                return dict(re.findall(r"^([a-z0-9_.-]+)==(\S+) ", install.requirements, re.M))
+        build = next(b for b in self.engine.builds if image_id in (b.image_id, b.tag))
         parent = re.search(r"^FROM (\S+)", build.dockerfile, re.M)
         assert parent
         versions = self.installed(parent.group(1))
+        if "overlay/requirements.txt" not in build.files:  # an image's settings on top of its install image
+            return versions
         removed = re.search(r"uninstall --yes ([^\\\n]+)", build.dockerfile)
         for name in (removed.group(1).split() if removed else ()):
             versions.pop(name, None)

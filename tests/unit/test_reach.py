@@ -96,7 +96,7 @@ def test_a_local_file_pinned_by_its_hash_is_read_only_inside_the_project(tmp_pat
 
     result = build(lock, engine, options(), wheelhouse=wheelhouse)
 
-    assert [f.split("/")[-1] for f in engine.builds[0].files if f.startswith("wheels/")] == [
+    assert [f.split("/")[-1] for f in engine.installs[0].files if f.startswith("wheels/")] == [
         "innerw-1.0-py3-none-any.whl"]
     [note] = result.left_out
     assert note.startswith(f"outerw==1.0: its source {outer} lies outside the project")

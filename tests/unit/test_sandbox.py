@@ -164,7 +164,8 @@ def test_a_changed_backend_file_builds_the_wheel_again(tmp_path: Path, index: Lo
     lock = sdist_lock(tmp_path, index, {"pyproject.toml": PYPROJECT})
     engine, sandbox = sandboxed()
     run_build(lock, engine, FakeBackendIndex(), tmp_path)
-    engine.images.pop(engine.builds[0].tag)
+    for tag in [sent.tag for sent in engine.builds] + [made.tag for made in engine.installs]:
+        engine.images.pop(tag)  # the image and its install image gone: the next build starts over
 
     class NewerBackend(FakeBackendIndex):
         @staticmethod
