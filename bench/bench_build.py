@@ -169,7 +169,7 @@ def main() -> int:
         peer.append(docker_build_no_cache(context, "envcap-bench-peer:latest"))
         lock = snapshot(python, runs / f"variable-{i}", str(random.randrange(10**9)))
         seconds, again = build(lock, args.base_image, warm_cache)
-        if not any("installed already" in str(text) for text in again["notes"]):  # type: ignore[attr-defined]
+        if again["packages_reused"] is not True:
             raise SystemExit("a variable-only change installed the packages again")
         variable_only.append(seconds)
         made.append(str(again["tag"]))

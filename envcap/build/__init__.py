@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,8 @@ class BuildResult:
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()  # distributions built from source instead of their wheels, said loudly
     seconds: float = 0.0
+    install_image: str = ""  # envcap-venv:<digest>, the packages' image this one is built on
+    packages_reused: bool = False  # the install image existed: only the settings layer was built
 
     def to_json(self) -> dict[str, Any]:
         return {"image": self.image_id, "tag": self.tag, "tags": list(self.tags), "cached": self.cached,
@@ -70,7 +72,8 @@ class BuildResult:
                 "hermetic": self.hermetic, "wheels": self.wheels, "downloaded_bytes": self.downloaded_bytes,
                 "reused_files": self.reused_files, "built_from_sdist": list(self.built_from_sdist),
                 "vendored": list(self.vendored), "left_out": list(self.left_out), "notes": list(self.notes),
-                "warnings": list(self.warnings), "seconds": round(self.seconds, 3)}
+                "warnings": list(self.warnings), "seconds": round(self.seconds, 3),
+                "install_image": self.install_image, "packages_reused": self.packages_reused}
 
 
 # -- the whole build -----------------------------------------------------------------------------
@@ -111,9 +114,6 @@ def build(lock_dir: Path, engine: ContainerEngine, options: BuildOptions = Build
         installed = find_install_image(engine, inputs)
         if installed is None:
             report = make_install_image(inputs, folder, wheelhouse, progress, engine)
-        else:
-            report.notes.append(f"the packages were installed already ({inputs.install_tag}): only the settings "
-                                "are new")
         progress.stage("building the image")
         final = folder / "final"
         final.mkdir()
@@ -124,7 +124,8 @@ def build(lock_dir: Path, engine: ContainerEngine, options: BuildOptions = Build
         shutil.rmtree(folder, ignore_errors=True)
     for extra in options.tags:
         engine.tag(info.id, extra)
-    return _result(inputs, info.id, False, options, report, clock() - started)
+    return replace(_result(inputs, info.id, False, options, report, clock() - started),
+                   packages_reused=installed is not None)
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,7 @@ def _result(inputs: BuildInputs, image_id: str, cached: bool, options: BuildOpti
         built_from_sdist=tuple(report.built_from_sdist),
         vendored=tuple(f"{v.name}=={v.version} ({v.kind})" for v in inputs.wheels.vendored),
         left_out=inputs.wheels.left_out, notes=(*inputs.notes, *report.notes), warnings=inputs.warnings,
-        seconds=seconds)
+        seconds=seconds, install_image=inputs.install_tag)
 
 
 __all__ = ["BUILD_DIGEST_LABEL", "CREATED_LABEL", "BuildInputs", "BuildOptions", "BuildProgress", "BuildResult",

@@ -79,10 +79,13 @@ def command(ctx: click.Context, lock_dir: Path, base_image: str | None, tags: tu
         note("warning", text, style="bold red")
     if result.cached:
         say(f"Up to date: {result.tag} ({result.image_id[:19]}), nothing was sent to the engine.")
+    elif result.packages_reused:
+        say(f"Built {result.tag} ({result.image_id[:19]}) in {result.seconds:.1f} s on the packages already "
+            f"installed in {result.install_image}: only the lock's settings are new.")
     else:
         fetched = f", {result.downloaded_bytes / 1e6:.1f} MB downloaded" if result.downloaded_bytes else ""
         say(f"Built {result.tag} ({result.image_id[:19]}) in {result.seconds:.1f} s: {result.wheels} wheels "
-                   f"for {result.target}{fetched}.")
+            f"for {result.target} installed into {result.install_image}{fetched}.")
     for extra in result.tags[1:]:
         say(f"Tagged {extra}")
 

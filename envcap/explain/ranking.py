@@ -259,7 +259,8 @@ def verdict(report: DiffReport) -> str:
     sentence = _verdict(report)
     if report.outputs:
         differing = sum(1 for o in report.outputs if o.status != "same")
-        sentence = sentence[:-1] + (f"; the recorded outputs are identical ({len(report.outputs)} files)."
+        files = f"{len(report.outputs)} {'file' if len(report.outputs) == 1 else 'files'}"
+        sentence = sentence[:-1] + (f"; the recorded outputs are identical ({files})."
                                     if not differing else
                                     f"; {differing} of {len(report.outputs)} recorded output files differ.")
     return sentence
@@ -269,7 +270,8 @@ def _verdict(report: DiffReport) -> str:
     significant = report.significant
     unknown = ""
     if report.unknown_a or report.unknown_b:
-        unknown = f"; {len(report.unknown_a)} facts unknown in A, {len(report.unknown_b)} in B"
+        count = len(report.unknown_a)
+        unknown = f"; {count} {'fact' if count == 1 else 'facts'} unknown in A, {len(report.unknown_b)} in B"
     if not report.findings:
         return f"Identical: all {report.compared} facts compared are the same{unknown}."
     if not significant:
