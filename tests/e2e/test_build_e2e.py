@@ -40,6 +40,17 @@ def make_venv(root: Path, *requirements: str) -> Path:
     return root / "bin" / "python"
 
 
+def make_project(root: Path, name: str, version: str, init: str) -> Path:
+    """A one-module setuptools project, as a workload's own package looks."""
+    project = root / name
+    (project / name).mkdir(parents=True)
+    (project / "pyproject.toml").write_text(
+        "[build-system]\nrequires = ['setuptools>=61']\nbuild-backend = 'setuptools.build_meta'\n"
+        f"[project]\nname = '{name}'\nversion = '{version}'\n")
+    (project / name / "__init__.py").write_text(init)
+    return project
+
+
 def snapshot(python: Path, out: Path, **variables: str) -> Path:
     subprocess.run([sys.executable, "-m", "envcap", "snapshot", "--python", str(python), "--out", str(out)],
                    check=True, capture_output=True, env=os.environ | variables)
@@ -137,12 +148,7 @@ def test_the_digest_is_known_before_anything_is_downloaded(first_build: dict[str
 
 def test_the_workloads_own_editable_package_comes_along(tmp_path: Path, base_image: str,
                                                         engine: ContainerEngine) -> None:
-    project = tmp_path / "mywork"
-    (project / "mywork").mkdir(parents=True)
-    (project / "pyproject.toml").write_text(
-        "[build-system]\nrequires = ['setuptools>=61']\nbuild-backend = 'setuptools.build_meta'\n"
-        "[project]\nname = 'mywork'\nversion = '0.3.1'\n")
-    (project / "mywork" / "__init__.py").write_text("ANSWER = 42\n")
+    project = make_project(tmp_path, "mywork", "0.3.1", "ANSWER = 42\n")
     python = make_venv(tmp_path / "venv", "packaging==24.2", "-e", str(project))
 
     result = build(snapshot(python, tmp_path / "lock"), base_image)
@@ -218,12 +224,7 @@ def test_the_context_folder_must_be_new_or_empty(lock: Path, base_image: str, tm
 
 def test_a_wheel_installed_from_a_local_file_comes_along(tmp_path: Path, base_image: str,
                                                          engine: ContainerEngine) -> None:
-    project = tmp_path / "localpkg"
-    (project / "localpkg").mkdir(parents=True)
-    (project / "pyproject.toml").write_text(
-        "[build-system]\nrequires = ['setuptools>=61']\nbuild-backend = 'setuptools.build_meta'\n"
-        "[project]\nname = 'localpkg'\nversion = '1.2.0'\n")
-    (project / "localpkg" / "__init__.py").write_text("VALUE = 'from a wheel on disk'\n")
+    project = make_project(tmp_path, "localpkg", "1.2.0", "VALUE = 'from a wheel on disk'\n")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path / "dist"),
                     str(project)], check=True)
     (wheel,) = (tmp_path / "dist").glob("localpkg-1.2.0-*.whl")
