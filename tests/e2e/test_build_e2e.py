@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -124,11 +125,15 @@ def test_unchanged_inputs_are_a_cache_hit(first_build: dict[str, object], lock: 
     assert again["image"] == first_build["image"] and again["tag"] == first_build["tag"]
 
 
-def test_one_changed_version_builds_a_new_image(first_build: dict[str, object], tmp_path: Path, base_image: str,
-                                                engine: ContainerEngine) -> None:
+def test_one_changed_version_builds_a_new_image_and_leaves_nothing_dangling(
+        first_build: dict[str, object], tmp_path: Path, base_image: str, engine: ContainerEngine,
+        docker_client: object) -> None:
     python = make_venv(tmp_path / "venv", "numpy==2.2.6", "packaging==24.1")
-    changed = build(snapshot(python, tmp_path / "lock"), base_image)
+    lock = snapshot(python, tmp_path / "lock")
+    started = time.time() - 1
+    changed = build(lock, base_image)
 
+    assert _dangling_since(docker_client, started) == [], "a first build (install + image) left an untagged image"
     assert changed["cached"] is False
     assert changed["tag"] != first_build["tag"] and changed["image"] != first_build["image"]
     found = inside(engine, str(changed["tag"]), LIST_DISTRIBUTIONS)
@@ -179,8 +184,6 @@ def _created(stamp: str) -> float:
 def test_a_variable_only_change_reuses_the_installed_packages_and_leaves_no_dangling_image(
         first_build: dict[str, object], lock: Path, base_image: str, tmp_path: Path, engine: ContainerEngine,
         docker_client: object) -> None:
-    import time
-
     python = Path(str(load_snapshot(lock).python.executable))
     changed = snapshot(python, tmp_path / "lock", OMP_NUM_THREADS="3")
     started = time.time() - 1
