@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from envcap.build.inputs import BuildProgress
 from envcap.engine import ContainerEngine
 from envcap.errors import EnvcapError, ReplayError
 from envcap.fs import atomic_write
 from envcap.lock import Snapshot
+
+if TYPE_CHECKING:  # the build's modules (jinja2, the wheel planner) load only when a replay must build
+    from envcap.build.inputs import BuildProgress
 
 REPLAYS = "replays"
 IMAGE_MEMO = "image.json"

@@ -22,11 +22,10 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envcap import __version__, redact
 from envcap._serde import ShapeError, from_json, to_json
-from envcap.build.inputs import BuildProgress
 from envcap.engine import ContainerEngine, Mount, OutputCallback, RunSpec
 from envcap.engine.errors import EngineError
 from envcap.engine.leftovers import sweep
@@ -55,6 +54,9 @@ from envcap.replay.render import render_json
 from envcap.replay.report import Comparison, Difference, ReplayReport, ReplayStatus, RunRecord
 from envcap.replay.request import ReplayRequest, check_request, check_tree, decide_gpus, new_replay_id, parse_mount
 from envcap.replay.run import describe_exit, host_differences, missing_path_hint, run_once, workload_env
+
+if TYPE_CHECKING:  # only a replay that must build its image loads the build's modules (see image.py)
+    from envcap.build.inputs import BuildProgress
 
 REPLAY_LABEL = "io.envcap.replay"
 
