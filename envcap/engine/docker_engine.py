@@ -524,5 +524,6 @@ def _image_info(data: dict[str, Any]) -> ImageInfo:
     config = data.get("Config") or {}
     return ImageInfo(id=str(data.get("Id", "")), tags=tuple(data.get("RepoTags") or ()),
                      labels=dict(config.get("Labels") or {}), size=data.get("Size"),
-                     digests=tuple(str(d) for d in data.get("RepoDigests") or ()))
+                     digests=tuple(str(d) for d in data.get("RepoDigests") or ()),
+                     entrypoint=tuple(str(part) for part in config.get("Entrypoint") or ()))
 
