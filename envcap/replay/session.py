@@ -318,7 +318,12 @@ def kept_facts(engine: ContainerEngine, base: RunSpec, image: ReplayImage, *, de
     if entrypoint is None:  # found by its label (a list does not say): ask
         info = engine.image(image.id)
         entrypoint = info.entrypoint if info is not None else None
-    return KeptFacts(key, facts if entrypoint == () else None)
+    if entrypoint != ():
+        LOGGER.debug("the image has an entrypoint of its own: probed beside the workload")
+        return KeptFacts(key, None)
+    LOGGER.debug("the image's facts as an earlier replay read them (%s); the machine's read by the launcher",
+                 key[:12])
+    return KeptFacts(key, facts)
 
 
 def _take_kept(evidence: Evidence, kept: KeptFacts) -> None:
@@ -340,6 +345,7 @@ def _keep(kept: KeptFacts, probe: ProbeJob, base: RunSpec) -> None:
     part = image_facts.image_part(probe.facts, [mount.target for mount in base.mounts])
     if part is not None:
         image_facts.store(kept.key, part)
+        LOGGER.debug("kept the image's facts for the next replay with these options (%s)", kept.key[:12])
 
 
 def _arch_list(evidence: Evidence, engine: ContainerEngine, base: RunSpec) -> list[str] | None:
