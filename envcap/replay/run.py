@@ -153,7 +153,11 @@ def run_once(engine: ContainerEngine, base: RunSpec, *, index: int, replay_dir: 
     started = time.monotonic()
     printed = hashlib.sha256()
     tail = bytearray()
-    result = engine.run(spec, on_output=_tee(printed, tail, on_output))
+    try:
+        result = engine.run(spec, on_output=_tee(printed, tail, on_output))
+    finally:
+        if launcher is not None:
+            hook.remove_launcher(hook_dir)
     prints, stale = fresh_outputs(patterns, cwd, since) if patterns else ((), ())
     if prints:
         keep_copies(prints, cwd, replay_dir / "outputs" / f"run-{index}")

@@ -52,6 +52,15 @@ def launch_command(python: str, target: str = MOUNT_TARGET) -> tuple[str, ...]:
     return (python, "-I", f"{target}/{LAUNCH_SOURCE.name}", f"{target}/{HOST_FACTS}", "--")
 
 
+def remove_launcher(folder: Path) -> None:
+    """The launcher's copies, once the run is over: the replay's folder keeps what was found, not the tools."""
+    for name in (LAUNCH_SOURCE.name, PROBE_SOURCE.name):
+        try:
+            (folder / name).unlink()
+        except OSError:
+            pass
+
+
 def read_host_facts(folder: Path) -> dict[str, Any] | None:
     """What the launcher read of the machine, or None when it wrote nothing (it could not run, or failed)."""
     try:

@@ -810,6 +810,9 @@ def test_a_second_replay_takes_the_image_from_the_first_and_reads_the_machine_ag
     assert any(d.fact.startswith("cpu") for d in second.comparison.differences)
     assert not any(d.fact.startswith("cpu") for d in first.comparison.differences)
     assert kept_files(cache) == [kept]
+    hook_folder = Path(second.replay_dir) / "hook" / "run-1"
+    assert (hook_folder / hook.HOST_FACTS).is_file()  # what the launcher read, kept with the replay
+    assert not (hook_folder / "launch.py").exists() and not (hook_folder / "_probe.py").exists()  # not the tools
 
 
 @pytest.mark.parametrize("change", ["env", "user", "workdir", "image"])
