@@ -5,7 +5,9 @@ The flow, each step in a module of its own so it can be tested against a fake en
 1. load the lock; find its image (``image``: ``--image``, an earlier replay's, or a build);
 2. pre-flight (GPU runtime, GPUs present, driver vs CUDA) before anything runs on GPUs;
 3. the same stdlib probe that wrote the lock runs inside a container of the image: snapshot B
-   (``container_probe``), beside the workload on CPU replays;
+   (``container_probe``), beside the workload on CPU replays; there, when an earlier replay of the
+   image with the same options kept what the probe read of it (``image_facts``), no probe container
+   starts: the launcher reads the machine's sections in the workload's own container;
 4. the architecture check, then the workload ``--repeat`` times (``run``);
 5. outputs fingerprinted and compared (``outputs``); B compared with the lock by ``envcap.explain``;
 6. B and the report are saved in ``DIR/replays/<id>/``, also when the workload crashes, the engine
@@ -305,8 +307,8 @@ class KeptFacts:
 def kept_facts(engine: ContainerEngine, base: RunSpec, image: ReplayImage, *, deep: bool) -> KeptFacts:
     """The image's facts from an earlier replay with the same run options, when this replay can use them.
 
-    Used only where the launcher can take the place the image's own entrypoint would have (it has
-    none), since that is where the machine's facts are read; deep readings are never kept.
+    Only for an image without an entrypoint of its own: the launcher, which reads the machine's
+    facts, runs where that entrypoint would. Deep readings are never kept.
     """
     if deep:
         return KeptFacts(None, None)

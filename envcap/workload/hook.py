@@ -19,6 +19,9 @@ LAUNCH_SOURCE = Path(__file__).with_name("launch.py")
 PROBE_SOURCE = Path(__file__).parent.parent / "probe" / "_probe.py"
 MOUNT_TARGET = "/envcap-hook"
 HOST_FACTS = "host-facts.json"  # what launch.py read of the machine
+# The launcher's own folder: not importable by name (a hyphen), so the workload, which has the hook folder on
+# PYTHONPATH, can never import the launcher or the probe as ``launch`` or ``_probe``.
+LAUNCH_FOLDER = "envcap-launch"
 # The same names as in sitecustomize.py, which runs alone in the workload (importing it here would run it).
 OUT_ENV = "ENVCAP_HOOK_OUT"
 ROOT_ENV = "ENVCAP_PROJECT_ROOT"
@@ -32,13 +35,16 @@ def install(folder: Path, *, uid: int | None = None, gid: int | None = None, lau
     root-owned 0700 folder would be neither readable nor writable inside the container.
     """
     folder.mkdir(parents=True, exist_ok=True)
+    made = [folder]
     copies = [(HOOK_SOURCE, folder / "sitecustomize.py")]
     if launcher:
-        copies += [(LAUNCH_SOURCE, folder / LAUNCH_SOURCE.name), (PROBE_SOURCE, folder / PROBE_SOURCE.name)]
+        (folder / LAUNCH_FOLDER).mkdir(exist_ok=True)
+        made.append(folder / LAUNCH_FOLDER)
+        copies += [(source, folder / LAUNCH_FOLDER / source.name) for source in (LAUNCH_SOURCE, PROBE_SOURCE)]
     for source, target in copies:
         shutil.copyfile(source, target)
     if uid is not None and os.getuid() == 0 and uid != 0:
-        for path in (folder, *(target for _, target in copies)):
+        for path in (*made, *(target for _, target in copies)):
             os.chown(path, uid, gid if gid is not None else -1)
     return folder
 
@@ -49,16 +55,12 @@ def launch_command(python: str, target: str = MOUNT_TARGET) -> tuple[str, ...]:
     ``python`` is the image's interpreter by its absolute path (the one the probe ran on); ``-I``
     keeps the workload's ``PYTHONPATH`` (and this hook) out of the launcher's own start-up.
     """
-    return (python, "-I", f"{target}/{LAUNCH_SOURCE.name}", f"{target}/{HOST_FACTS}", "--")
+    return (python, "-I", f"{target}/{LAUNCH_FOLDER}/{LAUNCH_SOURCE.name}", f"{target}/{HOST_FACTS}", "--")
 
 
 def remove_launcher(folder: Path) -> None:
     """The launcher's copies, once the run is over: the replay's folder keeps what was found, not the tools."""
-    for name in (LAUNCH_SOURCE.name, PROBE_SOURCE.name):
-        try:
-            (folder / name).unlink()
-        except OSError:
-            pass
+    shutil.rmtree(folder / LAUNCH_FOLDER, ignore_errors=True)
 
 
 def read_host_facts(folder: Path) -> dict[str, Any] | None:

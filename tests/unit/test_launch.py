@@ -22,7 +22,7 @@ def installed(tmp_path: Path) -> Path:
 
 
 def launch(folder: Path, *command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-I", str(folder / "launch.py"), str(folder / hook.HOST_FACTS), "--", *command]
+    argv = [*hook.launch_command(sys.executable, str(folder)), *command]
     return subprocess.run(argv, env=env if env is not None else {"PATH": os.environ["PATH"]}, capture_output=True,
                           text=True, timeout=60, check=False)
 
@@ -39,13 +39,13 @@ def test_it_writes_the_probes_host_facts_then_runs_the_command(tmp_path: Path, p
     here = probe.host_facts()
     assert facts["cpu"]["numeric_flags"] == here["cpu"]["numeric_flags"]
     assert facts["os"]["kernel"] == here["os"]["kernel"]
-    assert not list(folder.glob("*.tmp")) and not (folder / "__pycache__").exists()
+    assert not list(folder.rglob("*.tmp")) and not list(folder.rglob("__pycache__"))
 
 
 def test_the_workload_is_the_launchers_own_process(tmp_path: Path) -> None:
     folder = installed(tmp_path)
-    process = subprocess.Popen([sys.executable, "-I", str(folder / "launch.py"), str(folder / hook.HOST_FACTS), "--",
-                                "/bin/sh", "-c", "echo $$ $PPID"], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([*hook.launch_command(sys.executable, str(folder)), "/bin/sh", "-c", "echo $$ $PPID"],
+                               stdout=subprocess.PIPE, text=True)
     out, _ = process.communicate(timeout=60)
 
     assert out.split() == [str(process.pid), str(os.getpid())]  # exec, not a child: same PID, same parent
@@ -115,12 +115,22 @@ def test_a_script_without_a_shebang_runs_under_sh(tmp_path: Path) -> None:
 
 def test_without_the_probe_the_workload_still_runs(tmp_path: Path) -> None:
     folder = installed(tmp_path)
-    (folder / "_probe.py").unlink()
+    (folder / hook.LAUNCH_FOLDER / "_probe.py").unlink()
 
     done = launch(folder, sys.executable, "-c", "print('ran')")
 
     assert done.returncode == 0 and done.stdout == "ran\n" and done.stderr == ""
     assert not (folder / hook.HOST_FACTS).exists()  # the replay then probes the image in a container
+
+
+def test_the_workload_cannot_import_the_launcher_or_the_probe(tmp_path: Path) -> None:
+    """The hook folder is on the workload's PYTHONPATH; the launcher's copies sit where no import reaches them."""
+    folder = installed(tmp_path)
+    code = ("import importlib.util as u; "
+            "print([u.find_spec(n) is None for n in ('launch', '_probe', 'envcap_launch')])")
+    done = launch(folder, sys.executable, "-c", code, env={"PATH": os.environ["PATH"], "PYTHONPATH": str(folder)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[True, True, True]"
 
 
 def test_launch_runs_on_python_3_8() -> None:

@@ -812,7 +812,7 @@ def test_a_second_replay_takes_the_image_from_the_first_and_reads_the_machine_ag
     assert kept_files(cache) == [kept]
     hook_folder = Path(second.replay_dir) / "hook" / "run-1"
     assert (hook_folder / hook.HOST_FACTS).is_file()  # what the launcher read, kept with the replay
-    assert not (hook_folder / "launch.py").exists() and not (hook_folder / "_probe.py").exists()  # not the tools
+    assert not (hook_folder / hook.LAUNCH_FOLDER).exists()  # not the tools
 
 
 @pytest.mark.parametrize("change", ["env", "user", "workdir", "image"])
