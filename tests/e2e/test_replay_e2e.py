@@ -22,6 +22,7 @@ import pytest
 
 from envcap.engine import ContainerEngine, connect
 from envcap.replay import REPLAY_LABEL
+from envcap.workload import hook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.network]
 
@@ -242,7 +243,8 @@ def test_a_second_replay_of_the_image_starts_no_probe_container_and_changes_noth
     for done in runs:
         assert done.returncode == 0, done.stderr
     assert [done.stderr.count(": create container from ") for done in runs] == [2, 1]
-    assert "/envcap-hook/launch.py" in runs[1].stderr and "/envcap-hook/launch.py" not in runs[0].stderr
+    launcher = f"{hook.MOUNT_TARGET}/{hook.LAUNCH_FOLDER}/launch.py"
+    assert launcher in runs[1].stderr and launcher not in runs[0].stderr
     assert runs[0].stdout == runs[1].stdout
     assert "SigIgn:\t0000000000000000" in runs[1].stdout and "zero 1 one arg" in runs[1].stdout
     folders = sorted(p for p in (project / ".envcap" / "replays").iterdir() if p.is_dir())[-2:]
