@@ -1,8 +1,9 @@
 """How much does ``envcap replay`` cost over ``docker run`` of the same trivial command?
 
 Why a script and not a test: wall-clock numbers depend on the machine and its load; the suite never
-asserts them. Issue 4's target: the replay's overhead (the in-container probe, the comparison with
-the lock and the report included) is at most 1 s over ``docker run`` of the same command.
+asserts them. Issue 10's target (item 8; issue 4 asked for 1 s): the replay's overhead (the
+in-container probe, the comparison with the lock and the report included) is at most 0.5 s over
+``docker run`` of the same command.
 
     python bench/bench_replay.py                       # sets up the example once (cached), then times
     python bench/bench_replay.py --runs 9 --base-image envcap-test-base:bookworm
@@ -13,7 +14,11 @@ requirements, ``envcap snapshot`` of it and ``envcap build --base-image IMG`` (n
 Timed, each in a fresh process with output discarded, interleaved in every round, medians:
   docker run   docker run --rm --init -v P:P -w P -u UID:GID -e HOME=/tmp IMAGE python -c pass
   replay       envcap replay P/.envcap -- python -c pass   (same mount, user, init; plus probe and report)
+  first replay the same with an empty envcap cache: the image's first replay, which probes it in a
+               container beside the workload (for reference; later replays take the image's facts kept
+               by it and read the machine's in the workload's container, as the timed replay does)
   envcap CLI   envcap --version                            (for reference: the CLI's own start-up)
+The verdict compares the replay with docker run.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 WORK = HERE / ".work" / "replay"
 PROJECT = WORK / "project"
-TARGET_OVERHEAD_S = 1.0
+TARGET_OVERHEAD_S = 0.5
 COMMAND = ("python", "-c", "pass")
 
 
@@ -69,11 +75,14 @@ def setup(base_image: str) -> str:
     return str(image)
 
 
-def timed(argv: Sequence[str], cwd: Path) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(list(argv), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          stdin=subprocess.DEVNULL, check=False)
-    elapsed = time.perf_counter() - started
+def timed(argv: Sequence[str], cwd: Path, cold: bool = False) -> float:
+    """Seconds for one run; ``cold``: with an empty envcap cache of its own (made before the clock starts)."""
+    with tempfile.TemporaryDirectory(prefix="envcap-bench-cache-") as empty:
+        env = dict(os.environ, ENVCAP_CACHE_DIR=empty) if cold else None
+        started = time.perf_counter()
+        done = subprocess.run(list(argv), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL, check=False, env=env)
+        elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.decode()[-800:]}")
     return elapsed
@@ -91,22 +100,26 @@ def main() -> int:
         "docker run": ["docker", "run", "--rm", "--init", "-v", f"{project}:{project}", "-w", project,
                        "-u", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp", image, *COMMAND],
         "envcap replay": envcap_argv("replay", str(PROJECT / ".envcap"), "--", *COMMAND),
+        "first replay": envcap_argv("replay", str(PROJECT / ".envcap"), "--", *COMMAND),
         "envcap --version": envcap_argv("--version"),
     }
-    for argv in cases.values():  # warm-up: image layers, page cache, the replay's image memo
-        timed(argv, PROJECT)
+    cold = {"first replay"}
+    for name, argv in cases.items():  # warm-up: image layers, page cache, the replay's image memo and kept facts
+        timed(argv, PROJECT, name in cold)
     times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(runs):
         for name, argv in cases.items():
-            times[name].append(timed(argv, PROJECT))
+            times[name].append(timed(argv, PROJECT, name in cold))
     print(f"{runs} interleaved rounds, medians (min-max), seconds:")
     for name, values in times.items():
         print(f"  {name:18} {statistics.median(values):6.3f}  ({min(values):.3f}-{max(values):.3f})")
     docker, replay = statistics.median(times["docker run"]), statistics.median(times["envcap replay"])
     overhead = replay - docker
     verdict = "meets" if overhead <= TARGET_OVERHEAD_S else "MISSES"
-    print(f"replay overhead over docker run: {overhead:+.3f} s ({replay / docker:.2f}x); "
-          f"target <= {TARGET_OVERHEAD_S:.1f} s: {verdict}")
+    print(f"replay overhead over docker run: {overhead:+.3f} s ({replay:.3f} s vs {docker:.3f} s, "
+          f"{replay / docker:.2f}x); target <= {TARGET_OVERHEAD_S:.1f} s: {verdict}")
+    first = statistics.median(times["first replay"])
+    print(f"an image's first replay (its probe container included): {first - docker:+.3f} s over docker run")
     return 0
 
 

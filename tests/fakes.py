@@ -197,11 +197,12 @@ class FakeEngine:
             raise EngineUnavailable(f"cannot reach the container engine at {self.endpoint}: refused.",
                                     hint="start it or set DOCKER_HOST")
 
-    def add_image(self, ref: str, image_id: str | None = None, labels: dict[str, str] | None = None) -> Any:
+    def add_image(self, ref: str, image_id: str | None = None, labels: dict[str, str] | None = None,
+                  entrypoint: tuple[str, ...] = ()) -> Any:
         from envcap.engine import ImageInfo
 
         info = ImageInfo(id=image_id or f"sha256:{abs(hash(ref)):064x}"[:71], tags=(ref,), labels=labels or {},
-                         size=1000)
+                         size=1000, entrypoint=entrypoint)
         self.images[ref] = info
         self.images[info.id] = info
         return info
@@ -315,8 +316,11 @@ class FakeEngine:
 
     def find_images(self, label: str) -> list[Any]:  # added for replay (issue 4): the lock's image by its label
         key, _, value = label.partition("=")
+        from dataclasses import replace
+
         unique = {info.id: info for info in self.images.values()}
-        return [info for info in unique.values() if key in info.labels and (not value or info.labels[key] == value)]
+        return [replace(info, entrypoint=None)  # as the engine's image list: it does not say
+                for info in unique.values() if key in info.labels and (not value or info.labels[key] == value)]
 
     def remove_container(self, container_id: str) -> None:
         self.live_containers.pop(container_id, None)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import click
 
 from envcap.cli.options import base_image_option, json_option, lock_dir_argument, verbose_option
-from envcap.cli.output import console, engine_from, say
+from envcap.cli.output import engine_from, say
 from envcap.replay.request import GpuChoice
 
 if TYPE_CHECKING:
@@ -151,9 +151,8 @@ class _Publisher:
         from envcap.fs import atomic_write
         from envcap.replay.render import render_json, render_markdown, render_text
 
-        if self.text:
-            shown = render_text(report if with_message else replace(report, message=None))
-            console(stderr=True).print(shown, markup=False, highlight=False, end="", soft_wrap=True)
+        if self.text:  # plain text, already made safe for a terminal: click, not rich (whose import costs a replay ~30 ms)
+            click.echo(render_text(report if with_message else replace(report, message=None)), err=True, nl=False)
         if self.json_out:
             click.echo(render_json(report), nl=False)
         if self.report_file is not None:

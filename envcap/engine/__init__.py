@@ -39,6 +39,7 @@ class ImageInfo:
     labels: dict[str, str] = field(default_factory=dict)
     size: int | None = None
     digests: tuple[str, ...] = ()  # name@sha256:... as the registry knows it (none for a local or imported image)
+    entrypoint: tuple[str, ...] | None = None  # its ENTRYPOINT, () for none; None: not known (a list does not say)
 
     def digest_of(self, reference: str) -> str | None:
         """The registry digest (sha256:...) of ``reference``'s repository, when the engine knows one."""

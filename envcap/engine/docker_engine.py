@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -45,6 +46,7 @@ from envcap.engine.leftovers import BuildJournal, owner_label
 
 LOGGER = _log.get("engine")
 STOP_GRACE_S = 10
+API_VERSION = re.compile(r"\d+\.\d+")
 
 
 def split_ref(ref: str) -> tuple[str, str | None]:
@@ -93,22 +95,48 @@ class DockerEngine:
     # -- plumbing ---------------------------------------------------------------------------
     @property
     def api(self) -> Any:
+        """The SDK client, made on first use; making it is the first contact (one ``/_ping``)."""
         if self._client is None:
-            import docker
-            from docker.utils import kwargs_from_env
-
-            environment = dict(self._environ, DOCKER_HOST=self.endpoint)
-            try:
-                kwargs = kwargs_from_env(environment=environment)
-            except docker.errors.DockerException as exc:
-                raise EngineUnavailable(f"the engine settings for {self.endpoint} are unusable: {exc}.",
-                                        hint="check DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH") from None
-            kwargs["base_url"] = self.endpoint
-            try:
-                self._client = docker.APIClient(version="auto", timeout=int(self.timeout), **kwargs)
-            except docker.errors.DockerException as exc:
-                raise self._unavailable(exc) from None
+            self._client = self._open()
         return self._client
+
+    def _open(self) -> Any:
+        """A client that speaks the engine's own API version, learnt from the ``/_ping`` answer.
+
+        Why not ``APIClient(version="auto")``: that asks ``/version`` and then ``connect`` pings; the
+        ping's ``Api-Version`` header says the same, so every command makes one round trip less. An
+        engine that leaves the header out is asked ``/version`` as before.
+        """
+        import docker
+        import requests
+        from docker.constants import DEFAULT_DOCKER_API_VERSION
+        from docker.utils import kwargs_from_env
+
+        environment = dict(self._environ, DOCKER_HOST=self.endpoint)
+        try:
+            kwargs = kwargs_from_env(environment=environment)
+        except docker.errors.DockerException as exc:
+            raise EngineUnavailable(f"the engine settings for {self.endpoint} are unusable: {exc}.",
+                                    hint="check DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH") from None
+        kwargs["base_url"] = self.endpoint
+        try:  # a version given makes no request; the engine's own is put in below
+            client: Any = docker.APIClient(version=DEFAULT_DOCKER_API_VERSION, timeout=int(self.timeout), **kwargs)
+        except docker.errors.DockerException as exc:
+            raise self._unavailable(exc) from None
+        try:
+            answer = client.get(f"{client.base_url}/_ping", timeout=self.timeout)
+            answer.raise_for_status()
+            version = str(answer.headers.get("Api-Version") or "")
+            if not API_VERSION.fullmatch(version):
+                version = str(client.version(api_version=False)["ApiVersion"])
+        except (requests.exceptions.RequestException, docker.errors.DockerException, ConnectionError,
+                FileNotFoundError, OSError, KeyError, TypeError, ValueError) as exc:
+            with contextlib.suppress(Exception):
+                client.close()
+            raise self._unavailable(exc) from None
+        LOGGER.debug("engine %s: API version %s", self.endpoint, version)
+        client._version = version  # the attribute version="auto" sets (docker-py 4 to 7), from the answer above
+        return client
 
     def close(self) -> None:
         if self._client is not None:
@@ -164,7 +192,10 @@ class DockerEngine:
 
         LOGGER.debug("engine %s: ping", self.endpoint)
         try:
-            self.api.ping()
+            if self._client is None:
+                self._client = self._open()  # which pinged it
+            else:
+                self._client.ping()
         except (requests.exceptions.RequestException, docker.errors.DockerException, ConnectionError,
                 FileNotFoundError, OSError) as exc:
             self.close()
@@ -493,5 +524,6 @@ def _image_info(data: dict[str, Any]) -> ImageInfo:
     config = data.get("Config") or {}
     return ImageInfo(id=str(data.get("Id", "")), tags=tuple(data.get("RepoTags") or ()),
                      labels=dict(config.get("Labels") or {}), size=data.get("Size"),
-                     digests=tuple(str(d) for d in data.get("RepoDigests") or ()))
+                     digests=tuple(str(d) for d in data.get("RepoDigests") or ()),
+                     entrypoint=tuple(str(part) for part in config.get("Entrypoint") or ()))
 

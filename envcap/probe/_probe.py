@@ -8,7 +8,7 @@ numpy or anything else heavy unless ``--deep`` asks for a live view.
 Every reader returns data or records why it could not (``unavailable``); a probe never crashes on
 a broken environment: a fact it cannot read is reported as unknown, with the reason.
 
-Usage: python _probe.py [--cache FILE] [--deep] [--cwd DIR] [--skip-git]
+Usage: python _probe.py [--cache FILE] [--deep] [--cwd DIR] [--skip-git] [--search-path]
 """
 
 from __future__ import annotations
@@ -250,6 +250,14 @@ if TYPE_CHECKING:
         deep: bool
         cwd: str
         skip_git: bool
+        search_path: bool
+
+    class HostFacts(TypedDict):
+        """The sections the machine decides, whatever the interpreter: the kernel, the CPU, the GPUs."""
+
+        os: Optional[OsFacts]
+        cpu: Optional[CpuFacts]
+        gpu: Optional[GpuFacts]
 
     class Facts(TypedDict):
         """The probe's whole answer; a section is None when its reader failed (see ``unavailable``)."""
@@ -268,6 +276,9 @@ if TYPE_CHECKING:
         git: Optional[GitFacts]
         torch_runtime: Optional[TorchRuntime]
         unavailable: List[Unavailable]
+
+    class SearchedFacts(Facts, total=False):
+        search_path: List[str]  # with --search-path: the folders read for distributions (sys.path)
 
 
 PROBE_VERSION = 2  # bump when a cached reading changes shape or meaning
@@ -1592,8 +1603,18 @@ def guarded(name: str, fn: Callable[..., T], *args: Any) -> Optional[T]:
         return None
 
 
+# The sections host_facts() reads: what the kernel and the hardware decide. Everything else the probe reports is
+# decided by the interpreter's files and the variables it runs with (envcap's replay caches those by image).
+HOST_SECTIONS = ("os", "cpu", "gpu")
+
+
+def host_facts() -> HostFacts:
+    """The kernel, the CPU and the GPUs as this process sees them (os-release and libc come along: cheap)."""
+    return {"os": guarded("os", os_facts), "cpu": guarded("cpu", cpu_facts), "gpu": guarded("gpu", gpu_facts)}
+
+
 def parse_args(argv: Iterable[str]) -> Options:
-    options: Options = {"cache": None, "deep": False, "cwd": os.getcwd(), "skip_git": False}
+    options: Options = {"cache": None, "deep": False, "cwd": os.getcwd(), "skip_git": False, "search_path": False}
     args = list(argv)
     while args:
         arg = args.pop(0)
@@ -1605,12 +1626,14 @@ def parse_args(argv: Iterable[str]) -> Options:
             options["deep"] = True
         elif arg == "--skip-git":
             options["skip_git"] = True
+        elif arg == "--search-path":
+            options["search_path"] = True
         else:
             raise SystemExit("envcap probe: unknown argument %r" % arg)
     return options
 
 
-def collect(options: Options) -> Facts:
+def collect(options: Options) -> SearchedFacts:
     script_dir = os.path.dirname(os.path.abspath(__file__))
     search_path = [p for p in sys.path if p and os.path.abspath(p) != script_dir]
     cache = FileCache(options["cache"])
@@ -1618,14 +1641,17 @@ def collect(options: Options) -> Facts:
     if os.path.isdir(os.path.join(sys.prefix, "conda-meta")):
         dists = guarded("conda", merge_conda, dists, conda_packages(sys.prefix)) or dists
     dist_index = {d["name"]: d for d in dists}
-    facts: Facts = {
+    python = guarded("python", python_facts)
+    pip_config = guarded("pip-config", pip_config_facts)
+    host = host_facts()  # in the order the readers always ran, so `unavailable` keeps its order too
+    facts: SearchedFacts = {
         "probe_version": PROBE_VERSION,
-        "python": guarded("python", python_facts),
+        "python": python,
         "distributions": dists,
-        "pip_config": guarded("pip-config", pip_config_facts),
-        "os": guarded("os", os_facts),
-        "cpu": guarded("cpu", cpu_facts),
-        "gpu": guarded("gpu", gpu_facts),
+        "pip_config": pip_config,
+        "os": host["os"],
+        "cpu": host["cpu"],
+        "gpu": host["gpu"],
         "cuda": guarded("cuda", cuda_facts, dist_index),
         "blas": guarded("blas", blas_facts, dist_index, cache),
         "toolchain": guarded("toolchain", toolchain_facts, cache),
@@ -1641,6 +1667,8 @@ def collect(options: Options) -> Facts:
             facts["blas"]["threadpools"] = guarded("blas.threadpools", threadpool_facts)
         if "torch" in dist_index:
             facts["torch_runtime"] = guarded("torch.runtime", torch_runtime_facts)
+    if options["search_path"]:
+        facts["search_path"] = [os.path.abspath(p) for p in search_path]
     cache.save()
     return facts
 

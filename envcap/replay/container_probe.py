@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from envcap import __version__
 from envcap.engine import ContainerEngine, RunSpec, keep_signals_for_the_main_thread
@@ -22,13 +22,23 @@ T = TypeVar("T")
 ARCH_SCRIPT = "import json, torch; print(json.dumps(list(torch.cuda.get_arch_list())))"
 
 
-def probe_in_container(engine: ContainerEngine, spec: RunSpec, *, deep: bool, image: str) -> Snapshot:
-    argv = ("python3", "-", "--skip-git") + (("--deep",) if deep else ())
-    result = engine.run(replace(spec, command=argv, stdin_data=probe_source().encode("utf-8"), tty=False,
-                                interactive=False))
-    facts = parse_probe_output(result.stdout.decode("utf-8", "replace"), result.stderr.decode("utf-8", "replace"),
-                               result.exit_code, f"python3 in the image {image}")
-    return snapshot_from_facts(facts, envcap_version=__version__, captured_at=now_utc(), source="probe")
+def probe_argv(*, deep: bool) -> tuple[str, ...]:
+    """The probe's command in the image; ``--search-path`` says where it looked, for ``image_facts``."""
+    return ("python3", "-", "--skip-git", "--search-path") + (("--deep",) if deep else ())
+
+
+def probe_in_container(engine: ContainerEngine, spec: RunSpec, *, deep: bool, image: str) -> dict[str, Any]:
+    """The probe's raw answer from a container of the image (``search_path`` included)."""
+    result = engine.run(replace(spec, command=probe_argv(deep=deep), stdin_data=probe_source().encode("utf-8"),
+                                tty=False, interactive=False))
+    return parse_probe_output(result.stdout.decode("utf-8", "replace"), result.stderr.decode("utf-8", "replace"),
+                              result.exit_code, f"python3 in the image {image}")
+
+
+def snapshot_of(facts: Mapping[str, Any]) -> Snapshot:
+    """Snapshot B from the probe's raw answer (whole, or the image's kept part with the host's read now)."""
+    data = {name: value for name, value in facts.items() if name != "search_path"}
+    return snapshot_from_facts(data, envcap_version=__version__, captured_at=now_utc(), source="probe")
 
 
 class ProbeJob:
@@ -41,6 +51,7 @@ class ProbeJob:
 
     def __init__(self, engine: ContainerEngine, spec: RunSpec, *, deep: bool, image: str) -> None:
         self.engine, self.spec, self.deep, self.image = engine, spec, deep, image
+        self.facts: dict[str, Any] | None = None  # the raw answer, for image_facts
         self.snapshot: Snapshot | None = None
         self.problem: str | None = None
         self.failure: BaseException | None = None
@@ -50,7 +61,8 @@ class ProbeJob:
         if threading.current_thread() is not threading.main_thread():
             keep_signals_for_the_main_thread()
         try:
-            self.snapshot = probe_in_container(self.engine, self.spec, deep=self.deep, image=self.image)
+            self.facts = probe_in_container(self.engine, self.spec, deep=self.deep, image=self.image)
+            self.snapshot = snapshot_of(self.facts)
         except EnvcapError as exc:
             self.problem = exc.message
         except BaseException as exc:  # noqa: BLE001 - a bug in a thread: handed to the caller, who re-raises it

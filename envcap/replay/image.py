@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from envcap.build.inputs import BuildProgress
 from envcap.engine import ContainerEngine
 from envcap.errors import EnvcapError, ReplayError
 from envcap.fs import atomic_write
 from envcap.lock import Snapshot
+
+if TYPE_CHECKING:  # the build's modules (jinja2, the wheel planner) load only when a replay must build
+    from envcap.build.inputs import BuildProgress
 
 REPLAYS = "replays"
 IMAGE_MEMO = "image.json"
@@ -28,6 +30,7 @@ class ReplayImage:
     id: str
     built: bool | None  # built by this replay; False: found; None: given with --image
     warnings: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] | None = None  # the image's own, () for none; None: not known yet
 
 
 def resolve_image(engine: ContainerEngine, lock: Snapshot, folder: Path, *, image: str | None,
@@ -38,13 +41,13 @@ def resolve_image(engine: ContainerEngine, lock: Snapshot, folder: Path, *, imag
     if memo and memo.get("lock_digest") == lock.digest and memo.get("base_image") == base_image:
         info = engine.image(str(memo.get("image_id")))
         if info is not None:
-            return ReplayImage(str(memo.get("tag") or info.id), info.id, False)
+            return ReplayImage(str(memo.get("tag") or info.id), info.id, False, entrypoint=info.entrypoint)
     if base_image is None and lock.digest:
         # built earlier by `envcap build`: the newest image of this lock
         for info in engine.find_images(f"io.envcap.lock-digest={lock.digest}"):
             tag = info.tags[0] if info.tags else info.id
             _write_memo(folder, {"lock_digest": lock.digest, "image_id": info.id, "tag": tag, "base_image": None})
-            return ReplayImage(tag, info.id, False)
+            return ReplayImage(tag, info.id, False, entrypoint=info.entrypoint)
     from envcap.build import BuildOptions, build
 
     result = build(folder, engine, BuildOptions(base_image=base_image), progress=build_progress)
@@ -66,7 +69,7 @@ def _given(engine: ContainerEngine, image: str, lock: Snapshot) -> ReplayImage:
                         f"{lock.digest[:19]}...: the comparison is against this lock's snapshot")
     elif not built_from:
         warnings.append(f"{image} carries no envcap lock label, so it may not be the snapshot's image")
-    return ReplayImage(image, info.id, None, tuple(warnings))
+    return ReplayImage(image, info.id, None, tuple(warnings), entrypoint=info.entrypoint)
 
 
 def _read_memo(folder: Path) -> dict[str, Any] | None:

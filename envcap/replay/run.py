@@ -127,20 +127,37 @@ def signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+def hook_folder(replay_dir: Path, index: int) -> Path:
+    """Where run ``index`` finds the hook and leaves its records (and the launcher's reading of the machine)."""
+    return replay_dir / "hook" / f"run-{index}"
+
+
 def run_once(engine: ContainerEngine, base: RunSpec, *, index: int, replay_dir: Path, cwd: Path,
              patterns: Sequence[str], user: str, tty: bool, interactive: bool,
-             on_output: OutputCallback | None, project_root: str | None = None) -> RunOutcome:
-    """Run ``index`` of the workload: the hook mounted, output streamed and hashed, fresh outputs kept."""
+             on_output: OutputCallback | None, project_root: str | None = None,
+             launcher: str | None = None) -> RunOutcome:
+    """Run ``index`` of the workload: the hook mounted, output streamed and hashed, fresh outputs kept.
+
+    ``launcher``: the image's interpreter, to read the machine's facts in this container before the
+    workload starts (``envcap/workload/launch.py``, into ``hook_folder``); only for an image without an
+    entrypoint of its own.
+    """
     uid, _, gid = user.partition(":")
-    hook_dir = hook.install(replay_dir / "hook" / f"run-{index}", uid=int(uid), gid=int(gid) if gid else None)
+    hook_dir = hook.install(hook_folder(replay_dir, index), uid=int(uid), gid=int(gid) if gid else None,
+                            launcher=launcher is not None)
     spec = replace(base, tty=tty, interactive=interactive,
                    mounts=base.mounts + (Mount(str(hook_dir), hook.MOUNT_TARGET),),
-                   env=base.env | hook.environment(hook.MOUNT_TARGET, base.env.get("PYTHONPATH"), project_root))
+                   env=base.env | hook.environment(hook.MOUNT_TARGET, base.env.get("PYTHONPATH"), project_root),
+                   entrypoint=hook.launch_command(launcher) if launcher is not None else base.entrypoint)
     since = fs_now(hook_dir)
     started = time.monotonic()
     printed = hashlib.sha256()
     tail = bytearray()
-    result = engine.run(spec, on_output=_tee(printed, tail, on_output))
+    try:
+        result = engine.run(spec, on_output=_tee(printed, tail, on_output))
+    finally:
+        if launcher is not None:
+            hook.remove_launcher(hook_dir)
     prints, stale = fresh_outputs(patterns, cwd, since) if patterns else ((), ())
     if prints:
         keep_copies(prints, cwd, replay_dir / "outputs" / f"run-{index}")

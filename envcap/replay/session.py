@@ -5,7 +5,9 @@ The flow, each step in a module of its own so it can be tested against a fake en
 1. load the lock; find its image (``image``: ``--image``, an earlier replay's, or a build);
 2. pre-flight (GPU runtime, GPUs present, driver vs CUDA) before anything runs on GPUs;
 3. the same stdlib probe that wrote the lock runs inside a container of the image: snapshot B
-   (``container_probe``), beside the workload on CPU replays;
+   (``container_probe``), beside the workload on CPU replays; there, when an earlier replay of the
+   image with the same options kept what the probe read of it (``image_facts``), no probe container
+   starts: the launcher reads the machine's sections in the workload's own container;
 4. the architecture check, then the workload ``--repeat`` times (``run``);
 5. outputs fingerprinted and compared (``outputs``); B compared with the lock by ``envcap.explain``;
 6. B and the report are saved in ``DIR/replays/<id>/``, also when the workload crashes, the engine
@@ -22,11 +24,10 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from envcap import __version__, redact
+from envcap import __version__, _log, redact
 from envcap._serde import ShapeError, from_json, to_json
-from envcap.build.inputs import BuildProgress
 from envcap.engine import ContainerEngine, Mount, OutputCallback, RunSpec
 from envcap.engine.errors import EngineError
 from envcap.engine.leftovers import sweep
@@ -34,8 +35,10 @@ from envcap.errors import EnvcapError, OutputError, PreflightError
 from envcap.fs import atomic_write
 from envcap.lock import Cpu, GitState, Gpu, Snapshot, dumps, load_lock, lock_path, now_utc
 from envcap.lock.store import project_root
+from envcap.probe import probe_source
 from envcap.probe.fingerprint import FingerprintRun, with_fingerprints
-from envcap.replay.container_probe import ProbeJob, ask_arch_list
+from envcap.replay import image_facts
+from envcap.replay.container_probe import ProbeJob, ask_arch_list, probe_argv, snapshot_of
 from envcap.replay.fingerprint import fingerprint_job
 from envcap.replay.fingerprint import section as fingerprint_section
 from envcap.replay.image import REPLAYS, ReplayImage, resolve_image
@@ -54,9 +57,21 @@ from envcap.replay.preflight import (
 from envcap.replay.render import render_json
 from envcap.replay.report import Comparison, Difference, ReplayReport, ReplayStatus, RunRecord
 from envcap.replay.request import ReplayRequest, check_request, check_tree, decide_gpus, new_replay_id, parse_mount
-from envcap.replay.run import describe_exit, host_differences, missing_path_hint, run_once, workload_env
+from envcap.replay.run import (
+    describe_exit,
+    hook_folder,
+    host_differences,
+    missing_path_hint,
+    run_once,
+    workload_env,
+)
+from envcap.workload import hook
+
+if TYPE_CHECKING:  # only a replay that must build its image loads the build's modules (see image.py)
+    from envcap.build.inputs import BuildProgress
 
 REPLAY_LABEL = "io.envcap.replay"
+LOGGER = _log.get("replay")
 
 
 class ReplayFailed(EnvcapError):
@@ -210,9 +225,11 @@ def _replay(evidence: Evidence, engine: ContainerEngine, on_output: OutputCallba
     base = RunSpec(image=image.id, command=request.command, workdir=str(request.cwd), user=evidence.user, env=env,
                    mounts=evidence.mounts, gpus=evidence.gpus, labels={REPLAY_LABEL: evidence.replay_id}, init=True)
 
-    # 3. snapshot B, by the same probe: before the workload where the GPU check needs it, else beside it
+    # 3. snapshot B, by the same probe: before the workload where the GPU check needs it, else beside it, or
+    #    the image's part as kept from an earlier replay and the machine's read by the workload's launcher
     deep = lock.torch_runtime is not None or bool(lock.blas and lock.blas.threadpools is not None)
     probe = ProbeJob(engine, base, deep=deep, image=image.reference)
+    kept = KeptFacts(key=None, facts=None)
     if evidence.gpus:
         probe.run()
         _take_probe(evidence, probe)
@@ -221,7 +238,9 @@ def _replay(evidence: Evidence, engine: ContainerEngine, on_output: OutputCallba
         _fail_fast(evidence)
     else:
         evidence.checks = (check_gpu_runtime(gpus=False, engine_has_runtime=False, endpoint=engine.endpoint),)
-        probe.start()
+        kept = kept_facts(engine, base, image, deep=deep)
+        if kept.facts is None:
+            probe.start()
     stderr_tail = b""
     fingerprint = fingerprint_job(engine, base, image=image.reference) if wants_fingerprint(request, lock) else None
     if fingerprint is not None:
@@ -232,7 +251,8 @@ def _replay(evidence: Evidence, engine: ContainerEngine, on_output: OutputCallba
             outcome = run_once(engine, base, index=index, replay_dir=evidence.replay_dir, cwd=request.cwd,
                                patterns=request.outputs, user=evidence.user, tty=request.tty,
                                interactive=request.interactive, on_output=on_output,
-                               project_root=evidence.mounts[0].source)
+                               project_root=evidence.mounts[0].source,
+                               launcher=kept.launcher if index == 1 else None)
             evidence.runs[-1] = outcome.record
             stderr_tail = outcome.stderr_tail
             if index == 1:
@@ -240,10 +260,18 @@ def _replay(evidence: Evidence, engine: ContainerEngine, on_output: OutputCallba
             if outcome.record.exit_code != 0:
                 break
     finally:
-        if evidence.snapshot is None:
+        if evidence.snapshot is None and kept.facts is not None:
+            _take_kept(evidence, kept)
+        elif evidence.snapshot is None:
             _take_probe(evidence, probe)
+            _keep(kept, probe, base)
         if fingerprint is not None:
             evidence.fingerprint, evidence.fingerprint_problem = fingerprint.wait()
+    if evidence.snapshot is None and kept.facts is not None:  # the launcher read nothing: probe as before
+        assert kept.key is not None
+        image_facts.forget(kept.key)
+        probe.run()
+        _take_probe(evidence, probe)
     last = evidence.runs[-1]
     status, message = describe_exit(last.exit_code, last.oom_killed, request.command, image.reference)
     hint = missing_path_hint(stderr_tail, evidence.mounts) if last.exit_code else None
@@ -262,6 +290,64 @@ def _take_probe(evidence: Evidence, probe: ProbeJob) -> None:
     evidence.snapshot = snapshot
     if problem:
         evidence.warnings.append(problem)
+
+
+@dataclass(frozen=True)
+class KeptFacts:
+    """The image's part of snapshot B as an earlier replay read it (``image_facts``), and where it is kept."""
+
+    key: str | None  # None: this replay's reading is not to be kept (deep, GPUs)
+    facts: dict[str, Any] | None  # found under key, and usable: the launcher can read the machine's part
+
+    @property
+    def launcher(self) -> str | None:
+        return image_facts.interpreter(self.facts) if self.facts is not None else None
+
+
+def kept_facts(engine: ContainerEngine, base: RunSpec, image: ReplayImage, *, deep: bool) -> KeptFacts:
+    """The image's facts from an earlier replay with the same run options, when this replay can use them.
+
+    Only for an image without an entrypoint of its own: the launcher, which reads the machine's
+    facts, runs where that entrypoint would. Deep readings are never kept.
+    """
+    if deep:
+        return KeptFacts(None, None)
+    key = image_facts.cache_key(engine.endpoint, base, probe_argv(deep=False), probe_source())
+    facts = image_facts.load(key)
+    if facts is None:
+        return KeptFacts(key, None)
+    entrypoint = image.entrypoint
+    if entrypoint is None:  # found by its label (a list does not say): ask
+        info = engine.image(image.id)
+        entrypoint = info.entrypoint if info is not None else None
+    if entrypoint != ():
+        LOGGER.debug("the image has an entrypoint of its own: probed beside the workload")
+        return KeptFacts(key, None)
+    LOGGER.debug("the image's facts as an earlier replay read them (%s); the machine's read by the launcher",
+                 key[:12])
+    return KeptFacts(key, facts)
+
+
+def _take_kept(evidence: Evidence, kept: KeptFacts) -> None:
+    """Snapshot B from the kept image facts and what the launcher read of the machine in run 1 (if it did)."""
+    assert kept.facts is not None
+    host = hook.read_host_facts(hook_folder(evidence.replay_dir, 1))
+    if host is None:
+        return
+    try:
+        evidence.snapshot = snapshot_of(image_facts.with_host(kept.facts, host))
+    except EnvcapError as exc:
+        LOGGER.debug("the launcher's reading is unusable: %s", exc.message)
+
+
+def _keep(kept: KeptFacts, probe: ProbeJob, base: RunSpec) -> None:
+    """Keeps the image's part of what the probe read, for the next replay of this image with these options."""
+    if kept.key is None or probe.facts is None:
+        return
+    part = image_facts.image_part(probe.facts, [mount.target for mount in base.mounts])
+    if part is not None:
+        image_facts.store(kept.key, part)
+        LOGGER.debug("kept the image's facts for the next replay with these options (%s)", kept.key[:12])
 
 
 def _arch_list(evidence: Evidence, engine: ContainerEngine, base: RunSpec) -> list[str] | None:

@@ -22,6 +22,7 @@ import pytest
 
 from envcap.engine import ContainerEngine, connect
 from envcap.replay import REPLAY_LABEL
+from envcap.workload import hook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.network]
 
@@ -226,3 +227,26 @@ def test_a_terminal_is_passed_through_as_a_tty(project: Path) -> None:
         os.close(leader)
     assert process.returncode == 0, stderr.decode(errors="replace")
     assert b"TTY True True" in seen, seen[-2000:]
+
+
+def test_a_second_replay_of_the_image_starts_no_probe_container_and_changes_nothing_the_workload_sees(
+        project: Path, tmp_path: Path) -> None:
+    """The image's facts are kept from the first replay; the second runs only the workload's container, with the
+    launcher in front of it (it reads the machine, then execs the command). The workload's process (environment,
+    signal dispositions, parent, arguments) and snapshot B are the same either way."""
+    show = ("sh", "-c", "grep -E '^(Sig|PPid)' /proc/self/status; env | sort | grep -v '^HOSTNAME='; echo $0 $# \"$1\"",
+            "zero", "one arg")
+    env = dict(os.environ, ENVCAP_CACHE_DIR=str(tmp_path / "cache"))
+    runs = [subprocess.run([sys.executable, "-m", "envcap", "-v", "replay", str(project / ".envcap"), "--", *show],
+                           cwd=project, env=env, capture_output=True, text=True, timeout=300,
+                           stdin=subprocess.DEVNULL, check=False) for _ in range(2)]
+    for done in runs:
+        assert done.returncode == 0, done.stderr
+    assert [done.stderr.count(": create container from ") for done in runs] == [2, 1]
+    launcher = f"{hook.MOUNT_TARGET}/{hook.LAUNCH_FOLDER}/launch.py"
+    assert launcher in runs[1].stderr and launcher not in runs[0].stderr
+    assert runs[0].stdout == runs[1].stdout
+    assert "SigIgn:\t0000000000000000" in runs[1].stdout and "zero 1 one arg" in runs[1].stdout
+    folders = sorted(p for p in (project / ".envcap" / "replays").iterdir() if p.is_dir())[-2:]
+    probed, launched = (json.loads((folder / "envcap.lock.json").read_text()) for folder in folders)
+    assert probed["digest"] == launched["digest"]  # the same facts (captured_at aside)

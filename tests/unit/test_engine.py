@@ -121,3 +121,64 @@ def test_engine_failures_are_told_in_a_few_words(error: Exception, reason: str) 
     message = engine._unavailable(error)
     assert message.message == f"cannot reach the container engine at unix:///var/run/docker.sock: {reason}."
     assert ("docker group" in (message.hint or "")) == (reason == "permission denied")
+
+
+class _Engine:
+    """A unix socket that answers like an engine: ``/_ping`` (with or without ``Api-Version``), ``/version``,
+    and 404 for anything else; it records the paths asked."""
+
+    def __init__(self, path: Path, api_version: str | None) -> None:
+        import http.server
+        import socketserver
+
+        self.paths: list[str] = []
+        engine = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+                engine.paths.append(self.path)
+                status, body, headers = 404, b'{"message": "no such image"}', {}
+                if self.path == "/_ping" or self.path.endswith("/_ping"):
+                    status, body = 200, b"OK"
+                    headers = {"Api-Version": api_version} if api_version else {}
+                elif self.path == "/version":
+                    status, body = 200, b'{"ApiVersion": "1.39"}'
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json" if status != 200 or "version" in self.path
+                                 else "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's name
+                pass
+
+            def address_string(self) -> str:
+                return "unix"
+
+        self.server = socketserver.ThreadingUnixStreamServer(str(path), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("header, asked", [
+    ("1.40", ["/_ping", "/v1.40/_ping", "/v1.40/images/img/json"]),  # the ping names the version: no /version
+    (None, ["/_ping", "/version", "/v1.39/_ping", "/v1.39/images/img/json"]),  # an engine that does not: asked
+])
+def test_the_api_version_comes_from_the_first_ping(tmp_path: Path, header: str | None, asked: list[str]) -> None:
+    server = _Engine(tmp_path / "engine.sock", header)
+    try:
+        engine = DockerEngine(f"unix://{tmp_path / 'engine.sock'}", timeout=5)
+        engine.ping()  # the first contact: makes the client
+        engine.ping()  # an existing client pings
+        assert engine.image("img") is None
+        engine.close()
+    finally:
+        server.close()
+    assert server.paths == asked

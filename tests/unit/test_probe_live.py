@@ -141,6 +141,29 @@ def test_probe_source_runs_from_stdin_in_an_isolated_interpreter(tmp_path: Path)
     assert facts["git"] is None
 
 
+def test_search_path_says_where_distributions_were_looked_for(tmp_path: Path) -> None:
+    """Replay keeps the image's facts only when no mounted folder was among these (envcap.replay.image_facts)."""
+    done = subprocess.run([SYSTEM_PYTHON, "-", "--skip-git", "--search-path"], input=probe_source(),
+                          capture_output=True, text=True, cwd=tmp_path, env={"PATH": os.environ["PATH"],
+                                                                              "PYTHONPATH": str(tmp_path / "src")},
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    facts = json.loads(done.stdout)
+    assert str(tmp_path / "src") in facts["search_path"]
+    assert all(os.path.isabs(p) for p in facts["search_path"])
+    assert {d["location"] for d in facts["distributions"]} <= set(facts["search_path"])
+    plain = subprocess.run([SYSTEM_PYTHON, "-", "--skip-git"], input=probe_source(), capture_output=True, text=True,
+                           cwd=tmp_path, check=True)
+    assert "search_path" not in json.loads(plain.stdout)
+
+
+def test_the_host_sections_are_the_ones_host_facts_reads(probe: Any) -> None:
+    """The launcher reads the machine with host_facts; the probe's own answer takes the same sections from it."""
+    assert set(probe.host_facts()) == set(probe.HOST_SECTIONS) == {"os", "cpu", "gpu"}
+    facts = probe.collect(probe.parse_args(["--skip-git"]))
+    assert {name: facts[name] for name in probe.HOST_SECTIONS} == probe.host_facts()
+
+
 def test_probe_cache_file_is_written_and_gives_the_same_facts(tmp_path: Path) -> None:
     first = run_probe(sys.executable, cache_root=tmp_path / "cache", cwd=str(tmp_path))
     cache_files = list((tmp_path / "cache" / "probe").glob("*.json"))

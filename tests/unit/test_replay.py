@@ -74,20 +74,31 @@ class Container:
     arch_list: list[str] | None = None
     fail_on_workload: BaseException | None = None
     workload_runs: list[RunSpec] = field(default_factory=list)
+    # where the probe looked for distributions (--search-path): the image's own folders
+    search_path: list[str] = field(default_factory=lambda: ["/usr/lib/python3.11", "/opt/venv/lib/python3.11"])
+    machine: dict[str, Any] | None = None  # what the launcher reads of the machine (default: the probe's os/cpu/gpu)
+    launcher_reads: bool = True  # False: a launcher that wrote nothing
+    probe_runs: int = 0
 
     def __call__(self, spec: RunSpec) -> RunResult:
         if spec.command[:2] == ("python3", "-"):
             assert spec.stdin_data == probe_source().encode()
-            return RunResult(0, stdout=json.dumps(self.probe_facts).encode())
+            self.probe_runs += 1
+            facts = dict(self.probe_facts) | ({"search_path": self.search_path} if "--search-path" in spec.command
+                                              else {})
+            return RunResult(0, stdout=json.dumps(facts).encode())
         if spec.command[:2] == ("python3", "-c"):
             return RunResult(0, stdout=(json.dumps(self.arch_list) + "\n").encode())
         self.workload_runs.append(spec)
+        hook_mount = next(m for m in spec.mounts if m.target == hook.MOUNT_TARGET)
+        if spec.entrypoint is not None and self.launcher_reads:  # the launcher reads the machine, then runs it
+            machine = self.machine or {name: self.probe_facts[name] for name in ("os", "cpu", "gpu")}
+            Path(hook_mount.source, hook.HOST_FACTS).write_text(json.dumps(machine | {"unavailable": []}))
         if self.fail_on_workload is not None:
             raise self.fail_on_workload
         index = len(self.workload_runs)
         if self.write is not None:
             self.write(Path(spec.workdir or "/"), index)
-        hook_mount = next(m for m in spec.mounts if m.target == hook.MOUNT_TARGET)
         if self.precision is not None or self.modules is not None:
             Path(hook_mount.source, "precision-7.json").write_text(
                 json.dumps({"pid": 7, "ppid": 1, "argv": [], "flags": self.precision or {},
@@ -748,3 +759,153 @@ def test_show_of_a_saved_replay_renders_its_report(tmp_path: Path, host_facts: d
     (Path(report.replay_dir) / "report.json").write_text('{"kind": "something else"}')
     damaged = cli.invoke(main, ["show", report.replay_dir])
     assert damaged.exit_code == 4 and damaged.stderr.startswith("error: ")
+
+
+# ------------------------------------------------------------------ the image's facts, kept by image
+
+def kept_files(cache: Path) -> list[Path]:
+    return sorted((cache / "replay-image-facts").glob("*.json"))
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("ENVCAP_CACHE_DIR", str(folder))
+    return folder
+
+
+def other_machine(facts: dict[str, Any]) -> dict[str, Any]:
+    """The same image on another machine: another CPU (no AVX-512), another kernel."""
+    machine = json.loads(json.dumps({name: facts[name] for name in ("os", "cpu", "gpu")}))
+    machine["os"]["kernel"] = "9.9.9-other"
+    machine["cpu"]["model_name"] = "Another CPU"
+    machine["cpu"]["numeric_flags"] = [f for f in machine["cpu"]["numeric_flags"] if not f.startswith("avx512")]
+    return machine
+
+
+def test_a_second_replay_takes_the_image_from_the_first_and_reads_the_machine_again(
+        tmp_path: Path, host_facts: dict[str, Any], cache: Path) -> None:
+    """No probe container the second time; the kernel and the CPU are read again, by the launcher, in the workload's
+    own container (here: another machine's), and only the image's part comes from the first replay."""
+    make_lock(tmp_path / "lock", host_facts)
+    inside = image_facts(host_facts, "3.11.2")
+    container = Container(inside)
+    engine = engine_for(container)
+    first = replay(request(tmp_path), engine=engine, host_gpu=no_gpu)
+    assert container.probe_runs == 1 and container.workload_runs[0].entrypoint is None
+    (kept,) = kept_files(cache)
+
+    container.machine = other_machine(inside)
+    second = replay(request(tmp_path), engine=engine, host_gpu=no_gpu)
+
+    assert container.probe_runs == 1  # nothing probed the image again
+    launched = container.workload_runs[1]
+    assert launched.entrypoint == hook.launch_command(inside["python"]["executable"])
+    assert launched.command == ("python", "train.py")
+    b = load_snapshot(Path(second.replay_dir) / "envcap.lock.json")
+    assert b.python.version == "3.11.2"  # the image's, as kept
+    assert b.os.kernel == "9.9.9-other" and b.cpu.model_name == "Another CPU"  # the machine's, read now
+    assert "avx512f" not in b.cpu.numeric_flags
+    assert first.comparison is not None and second.comparison is not None
+    assert any(d.fact.startswith("cpu") for d in second.comparison.differences)
+    assert not any(d.fact.startswith("cpu") for d in first.comparison.differences)
+    assert kept_files(cache) == [kept]
+    hook_folder = Path(second.replay_dir) / "hook" / "run-1"
+    assert (hook_folder / hook.HOST_FACTS).is_file()  # what the launcher read, kept with the replay
+    assert not (hook_folder / hook.LAUNCH_FOLDER).exists()  # not the tools
+
+
+@pytest.mark.parametrize("change", ["env", "user", "workdir", "image"])
+def test_kept_facts_are_used_only_with_the_same_image_and_run_options(
+        tmp_path: Path, host_facts: dict[str, Any], cache: Path, change: str) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    container = Container(image_facts(host_facts))
+    engine = engine_for(container)
+    engine.add_image("envcap:other", "sha256:" + "d" * 64)
+    replay(request(tmp_path), engine=engine, host_gpu=no_gpu)
+    (tmp_path / "elsewhere").mkdir()
+    changed = {"env": {"env": {"SEED": "8"}}, "user": {"user": "1000:1000"},
+               "workdir": {"cwd": tmp_path / "elsewhere"}, "image": {"image": "envcap:other"}}[change]
+
+    replay(request(tmp_path, **changed), engine=engine, host_gpu=no_gpu)
+
+    assert container.probe_runs == 2 and container.workload_runs[1].entrypoint is None
+    assert len(kept_files(cache)) == 2
+    replay(request(tmp_path, **changed), engine=engine, host_gpu=no_gpu)  # and now kept for those options too
+    assert container.probe_runs == 2 and container.workload_runs[2].entrypoint is not None
+
+
+def test_when_the_launcher_reads_nothing_the_image_is_probed_after_the_run(
+        tmp_path: Path, host_facts: dict[str, Any], cache: Path) -> None:
+    make_lock(tmp_path / "lock", host_facts)
+    container = Container(image_facts(host_facts, "3.11.2"), launcher_reads=False)
+    engine = engine_for(container)
+    replay(request(tmp_path), engine=engine, host_gpu=no_gpu)
+
+    report = replay(request(tmp_path), engine=engine, host_gpu=no_gpu)
+
+    assert container.workload_runs[1].entrypoint is not None and container.probe_runs == 2
+    assert report.comparison is not None and "envcap.lock.json" in report.files
+    assert kept_files(cache) == []  # forgotten: the next replay probes beside the workload again
+
+
+def test_an_image_with_its_own_entrypoint_is_probed_every_time(tmp_path: Path, host_facts: dict[str, Any],
+                                                              cache: Path) -> None:
+    """The launcher would have to run where the image's entrypoint runs; it never takes that place."""
+    make_lock(tmp_path / "lock", host_facts)
+    container = Container(image_facts(host_facts))
+    engine = FakeEngine()
+    engine.add_image(IMAGE, IMAGE_ID, entrypoint=("/opt/nvidia/entrypoint.sh",))
+    engine.on_run = container
+    for _ in range(2):
+        replay(request(tmp_path), engine=engine, host_gpu=no_gpu)
+    assert container.probe_runs == 2 and all(run.entrypoint is None for run in container.workload_runs)
+
+
+def test_the_image_found_by_its_label_is_asked_for_its_entrypoint(tmp_path: Path, host_facts: dict[str, Any],
+                                                                 cache: Path) -> None:
+    """An image list does not say whether an image has an entrypoint: the replay asks before launching."""
+    lock = make_lock(tmp_path / "lock", host_facts)
+    container = Container(image_facts(host_facts))
+    engine = engine_for(container, labels={"io.envcap.lock-digest": lock.digest or ""})
+    replay(request(tmp_path), engine=engine, host_gpu=no_gpu)  # --image: keeps the facts
+    replay(request(tmp_path, image=None), engine=engine, host_gpu=no_gpu)  # found by the lock's label
+    assert container.probe_runs == 1 and container.workload_runs[1].entrypoint is not None
+
+
+@pytest.mark.parametrize("why", ["mounted search path", "mounted interpreter", "a reader failed", "tool without version",
+                                 "deep"])
+def test_readings_that_may_change_under_the_same_key_are_not_kept(tmp_path: Path, host_facts: dict[str, Any],
+                                                                  cache: Path, why: str) -> None:
+    inside = image_facts(host_facts)
+    changes: dict[str, Any] = {}
+    container = Container(inside)
+    if why == "mounted search path":  # PYTHONPATH (or a .pth) into the project: its files change between replays
+        container.search_path = [*container.search_path, str(tmp_path / "src")]
+    elif why == "mounted interpreter":
+        inside["python"]["executable"] = str(tmp_path / ".venv" / "bin" / "python")
+    elif why == "a reader failed":
+        inside["unavailable"] = [{"probe": "toolchain", "reason": "TimeoutExpired: gcc --version"}]
+    elif why == "tool without version":
+        inside["toolchain"]["gcc"] = {"path": "/usr/bin/gcc", "version": None}
+    else:
+        blas = snapshot_from_facts(host_facts).blas
+        assert blas is not None
+        changes["blas"] = replace(blas, threadpools=())  # a deep lock: the thread pools follow the machine's CPUs
+    make_lock(tmp_path / "lock", host_facts, **changes)
+    engine = engine_for(container)
+    for _ in range(2):
+        replay(request(tmp_path), engine=engine, host_gpu=no_gpu)
+    assert kept_files(cache) == [] and container.probe_runs == 2
+
+
+def test_a_gpu_replay_probes_before_the_run_and_keeps_nothing(tmp_path: Path, host_facts: dict[str, Any],
+                                                             cache: Path) -> None:
+    make_lock(tmp_path / "lock", host_facts, **gpu_lock_changes())
+    container = Container(image_facts(host_facts), arch_list=["sm_80"])
+    engine = engine_for(container)
+    engine.gpu_runtime = True
+    for _ in range(2):
+        replay(request(tmp_path), engine=engine, host_gpu=a100)
+    assert container.probe_runs == 2 and kept_files(cache) == []
+    assert all(run.entrypoint is None for run in container.workload_runs)
