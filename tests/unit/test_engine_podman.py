@@ -1,0 +1,104 @@
+"""Podman behind the Docker API, without an engine: its build stream and its error words.
+
+The streams and messages below are recorded from Debian 12's podman 4.3.1 through its compatible
+socket (``podman system service``), next to Docker 20.10's for the same Dockerfiles.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envcap.engine import BuildEvent
+from envcap.engine._buildlog import BuildLog, builder_error
+from envcap.engine.leftovers import BuildJournal, read_journal
+
+PODMAN_OK: list[dict[str, Any]] = [
+    {"stream": "STEP 1/4: FROM envcap-test-base:bookworm\n"},
+    {"stream": "STEP 2/4: RUN echo hello\n"}, {"stream": "hello\n"}, {"stream": "--> ce41593d1c8\n"},
+    {"stream": "STEP 3/4: ENV A=1\n"},
+    {"stream": "--> Using cache dec8b52f8cda566e15cd59002240633423802e5def63d94b40dbe60a0bdf15d9\n"},
+    {"stream": "--> dec8b52f8cd\n"},
+    {"stream": 'STEP 4/4: LABEL "a"="b"\n'}, {"stream": "COMMIT\n"}, {"stream": "--> c0d812f4eb3\n"},
+    {"stream": "c0d812f4eb32e80c11177b01fa6b8d7d469c68db688b9bb1dc6d0666282291fd\n"},
+    {"aux": {"ID": "sha256:c0d812f4eb32e80c11177b01fa6b8d7d469c68db688b9bb1dc6d0666282291fd"}},
+    {"stream": "Successfully built c0d812f4eb32\n"},
+]
+PODMAN_FAILED: list[dict[str, Any]] = [
+    {"stream": "STEP 1/5: FROM envcap-test-base:bookworm\n"},
+    {"stream": "STEP 2/5: RUN echo hello\n"}, {"stream": "hello\n"}, {"stream": "--> ce41593d1c8\n"},
+    {"stream": "STEP 3/5: RUN echo bad >&2 && exit 3\n"}, {"stream": "bad\n"},
+    {"errorDetail": {"message": 'building at STEP "RUN echo bad >&2 && exit 3": while running runtime: exit status 3\n'},
+     "error": 'building at STEP "RUN echo bad >&2 && exit 3": while running runtime: exit status 3\n'},
+]
+PODMAN_STAGES: list[dict[str, Any]] = [
+    {"stream": "[1/3] STEP 1/1: FROM envcap-test-base:bookworm AS runtime\n"}, {"stream": "--> d743069462b\n"},
+    {"stream": "[2/3] STEP 1/2: FROM d743069462b3b8a40b83820b28643e9e9f2aff05d41513ef5f944788b267437f AS builder\n"},
+    {"stream": "[2/3] STEP 2/2: COPY wheels/ /envcap/wheels/\n"}, {"stream": "--> f1d4f678992\n"},
+    {"stream": "[3/3] STEP 1/2: FROM d743069462b3b8a40b83820b28643e9e9f2aff05d41513ef5f944788b267437f\n"},
+    {"stream": "[3/3] STEP 2/2: RUN useradd --no-log-init --create-home --uid 1000 envcap\n"},
+    {"errorDetail": {"message": 'building at STEP "RUN useradd --no-log-init --create-home --uid 1000 envcap": '
+                                "while running runtime: exit status 9\n"}},
+]
+
+
+def feed(items: list[dict[str, Any]], tmp_path: Path) -> tuple[BuildLog, list[BuildEvent]]:
+    events: list[BuildEvent] = []
+    log = BuildLog(events.append, BuildJournal("unix:///podman.sock", folder=tmp_path))
+    for item in items:
+        log.feed(item)
+    return log, events
+
+
+def test_podmans_step_lines_are_steps_and_its_step_images_are_journaled(tmp_path: Path) -> None:
+    log, events = feed(PODMAN_OK, tmp_path)
+
+    assert [(e.step, e.total, e.text) for e in events if e.kind == "step"] == [
+        (1, 4, "FROM envcap-test-base:bookworm"), (2, 4, "RUN echo hello"), (3, 4, "ENV A=1"), (4, 4, 'LABEL "a"="b"')]
+    assert log.image_id == "sha256:c0d812f4eb32e80c11177b01fa6b8d7d469c68db688b9bb1dc6d0666282291fd"
+    journal = read_journal(next(tmp_path.iterdir()))
+    assert journal is not None
+    assert journal.images == ("ce41593d1c8", "c0d812f4eb3")  # not the cache hit of step 3
+    assert BuildEvent("log", "hello") in events
+
+
+def test_without_the_aux_item_the_id_after_commit_is_the_image(tmp_path: Path) -> None:
+    log, _ = feed([item for item in PODMAN_OK if "aux" not in item and "Successfully" not in str(item)], tmp_path)
+
+    assert log.image_id == "c0d812f4eb32e80c11177b01fa6b8d7d469c68db688b9bb1dc6d0666282291fd"
+
+
+def test_a_failing_podman_step_reads_like_dockers(tmp_path: Path) -> None:
+    log, events = feed(PODMAN_FAILED, tmp_path)
+
+    assert log.step_label == "3/5" and log.step_text == "RUN echo bad >&2 && exit 3"
+    assert log.error == "the command returned a non-zero code: 3"
+    assert list(log.tail) == ["bad"] and events[-1] == BuildEvent("error", log.error)
+
+
+def test_a_step_of_a_later_stage_names_its_stage(tmp_path: Path) -> None:
+    log, events = feed(PODMAN_STAGES, tmp_path)
+
+    assert log.step_label == "2/2 of stage 3/3" and log.step_text.startswith("RUN useradd")
+    assert log.error == "the command returned a non-zero code: 9"
+    assert [e.step for e in events if e.kind == "step"] == [1, 1, 2, 1, 2]
+
+
+@pytest.mark.parametrize(("said_by_the_builder", "expected"), [
+    ('building at STEP "RUN x": while running runtime: exit status 3\n', "the command returned a non-zero code: 3"),
+    ('building at STEP "COPY nothere /x": checking on sources under "/var/tmp/libpod_builder1/build": copier: '
+     'stat: "/nothere": no such file or directory\n',
+     'checking on sources under "/var/tmp/libpod_builder1/build": copier: stat: "/nothere": no such file or directory'),
+    ('building at STEP "FROBNICATE ": Build error: Unknown instruction: "FROBNICATE" &imagebuilder.Step{Env:[]string{'
+     '"PATH=/usr/bin"}, Command:"frobnicate", Original:"FROBNICATE x"}\n',
+     'Build error: Unknown instruction: "FROBNICATE"'),
+    ("The command '/bin/sh -c exit 3' returned a non-zero code: 3", "The command '/bin/sh -c exit 3' returned a "
+                                                                     "non-zero code: 3"),
+    ("COPY failed: file not found in build context or excluded by .dockerignore: stat nothere: file does not exist",
+     "COPY failed: file not found in build context or excluded by .dockerignore: stat nothere: file does not exist"),
+    ("", "failed"),
+])
+def test_builder_errors_become_one_line(said_by_the_builder: str, expected: str) -> None:
+    assert builder_error(said_by_the_builder) == expected
