@@ -15,7 +15,7 @@ import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from envcap import _log
 from envcap.engine import (
@@ -45,6 +45,31 @@ from envcap.engine.leftovers import BuildJournal, owner_label
 
 LOGGER = _log.get("engine")
 STOP_GRACE_S = 10
+
+EngineFlavour = Literal["docker", "podman"]
+
+
+def flavour_of(version: Mapping[str, Any]) -> EngineFlavour:
+    """Which engine answers the Docker API, from its ``/version``: Podman names itself in a component
+    ("Podman Engine") and, in some versions, in the platform's name."""
+    platform = version.get("Platform")
+    names = [str(platform.get("Name", "")) if isinstance(platform, dict) else ""]
+    names += [str(part.get("Name", "")) for part in version.get("Components") or () if isinstance(part, dict)]
+    return "podman" if any("podman" in name.lower() for name in names) else "docker"
+
+
+def said(exc: Any) -> str:
+    """The engine's explanation of an API error as one clause: Podman's end in a newline, some in a period."""
+    text = " ".join(str(getattr(exc, "explanation", None) or exc).split())
+    return text.rstrip(".") or type(exc).__name__
+
+
+def familiar(tag: str) -> str:
+    """``docker.io/library/envcap:x`` -> ``envcap:x``: Podman names Docker Hub images in full, Docker does not."""
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if tag.startswith(prefix):
+            return tag[len(prefix):]
+    return tag
 
 
 def split_ref(ref: str) -> tuple[str, str | None]:
@@ -89,6 +114,7 @@ class DockerEngine:
         self.timeout = timeout
         self._environ = dict(os.environ if environ is None else environ)
         self._client: Any = None
+        self._flavour: EngineFlavour | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
     @property
@@ -115,6 +141,22 @@ class DockerEngine:
             with contextlib.suppress(Exception):
                 self._client.close()
             self._client = None
+
+    def flavour(self) -> EngineFlavour:
+        """Docker or Podman (asked once): they differ in their words and their logs."""
+        if self._flavour is None:
+            with self._talking("version"):
+                self._flavour = flavour_of(self.api.version())
+            LOGGER.debug("%s is %s", self.endpoint, self._flavour)
+        return self._flavour
+
+    def _log_hint(self) -> str:
+        if self._flavour is None:
+            with contextlib.suppress(Exception):  # an engine that refused one request still says what it is
+                self._flavour = flavour_of(self.api.version())
+        if self._flavour == "podman":
+            return "check the Podman service's log (the output of `podman system service`) and try again"
+        return "check the engine's log (journalctl -u docker) and try again"
 
     def _unavailable(self, exc: BaseException) -> EngineUnavailable:
         reason = short_reason(exc)
@@ -145,14 +187,13 @@ class DockerEngine:
         LOGGER.debug("%s: %s", self.endpoint, what)
         try:
             yield
+        except docker.errors.APIError as exc:  # first: it is also a requests.HTTPError, which reads as "lost" below
+            raise EngineRefused(f"the container engine at {self.endpoint} refused the request: {said(exc)}.",
+                                hint=self._log_hint()) from None
         except (TimeoutError, requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError, ConnectionError, FileNotFoundError) as exc:
             raise self._lost(exc) from None
         except requests.exceptions.RequestException as exc:  # a read time-out: the engine stopped answering
             raise self._lost(exc) from None
-        except docker.errors.APIError as exc:
-            raise EngineRefused(f"the container engine at {self.endpoint} refused the request: "
-                                f"{exc.explanation or exc}.",
-                                hint="check the engine's log (journalctl -u docker) and try again") from None
         except docker.errors.DockerException as exc:
             raise self._lost(exc) from None
 
@@ -179,8 +220,8 @@ class DockerEngine:
             except docker.errors.NotFound:
                 return None
             except docker.errors.APIError as exc:
-                if exc.status_code in (400, 404):
-                    return None  # an invalid reference is not an image the engine has
+                if exc.status_code in (400, 404) or "invalid reference format" in said(exc):
+                    return None  # an invalid reference is not an image the engine has (Podman: HTTP 500)
                 raise
         return _image_info(data)
 
@@ -196,7 +237,7 @@ class DockerEngine:
                                               hint="check its name and your registry login, or pass --base-image "
                                                    "with an image the engine already has")
             except docker.errors.APIError as exc:
-                raise ImagePullFailed(f"cannot pull the base image {ref}: {exc.explanation or exc}.",
+                raise ImagePullFailed(f"cannot pull the base image {ref}: {said(exc)}.",
                                       hint="check its name and your registry login, or pass --base-image with an "
                                            "image the engine already has") from None
         found = self.image(ref)
@@ -253,11 +294,11 @@ class DockerEngine:
                 self._cancel_build(log.started)
                 raise
             except docker.errors.APIError as exc:
-                raise EngineRefused(f"the engine refused the build: {exc.explanation or exc}.",
+                raise EngineRefused(f"the engine refused the build: {said(exc)}.",
                                     hint="check the Dockerfile in the build context") from None
         if log.error is not None:
             where = f"step {log.step_label} ({log.step_text})" if log.step_label else "before the first step"
-            raise BuildStepFailed(f"the image build failed at {where}: {log.error.strip()}",
+            raise BuildStepFailed(f"the image build failed at {where}: {log.error}.",
                                   hint="the last lines of that step's log are shown above; --verbose streams "
                                        "the whole build log",
                                   step=log.step_text, log_tail=tuple(log.tail))
@@ -326,7 +367,7 @@ class DockerEngine:
             found = self.api.images(filters={"label": label})
         found = sorted(found, key=lambda item: int(item.get("Created") or 0), reverse=True)
         return [ImageInfo(id=str(item.get("Id", "")),
-                          tags=tuple(t for t in item.get("RepoTags") or () if t != "<none>:<none>"),
+                          tags=tuple(familiar(str(t)) for t in item.get("RepoTags") or () if t != "<none>:<none>"),
                           labels=dict(item.get("Labels") or {}), size=item.get("Size")) for item in found]
 
     def remove_container(self, container_id: str) -> None:
@@ -351,8 +392,7 @@ class DockerEngine:
                                    hint="build it first with `envcap build`") from None
             except docker.errors.APIError as exc:
                 raise ContainerFailed(f"the engine could not create a container from {spec.image}: "
-                                      f"{exc.explanation or exc}.",
-                                      hint="check the image and the run's options") from None
+                                      f"{said(exc)}.", hint=self._container_hint(spec, said(exc))) from None
         try:
             result = self._run_created(container_id, spec, on_output)
             if spec.commit is not None and result.exit_code == 0:
@@ -385,6 +425,11 @@ class DockerEngine:
             return _image_info(self.api.inspect_image(str(made["Id"])))
 
     # -- run helpers ------------------------------------------------------------------------
+    def _container_hint(self, spec: RunSpec, problem: str) -> str:
+        if spec.gpus:
+            return "for --gpus, the engine needs the NVIDIA container toolkit (a 'nvidia' runtime or CDI devices)"
+        return "check the image and the run's options"
+
     def _create(self, spec: RunSpec) -> str:
         import docker
 
@@ -425,8 +470,12 @@ class DockerEngine:
         out = bytearray()
         err = bytearray()
         with self._talking(f"attach and start {container_id[:12]}"):
-            sock = api.attach_socket(container_id, params={"stdin": 1 if wants_stdin else 0, "stdout": 1,
-                                                           "stderr": 1, "stream": 1})
+            try:
+                sock = api.attach_socket(container_id, params={"stdin": 1 if wants_stdin else 0, "stdout": 1,
+                                                               "stderr": 1, "stream": 1})
+            except docker.errors.APIError as exc:  # Podman prepares the container here: a bad --user fails now
+                raise ContainerFailed(f"the engine could not start a container from {spec.image}: "
+                                      f"{said(exc)}.", hint=self._container_hint(spec, said(exc))) from None
             raw = getattr(sock, "_sock", sock)
             with contextlib.suppress(Exception):
                 raw.settimeout(None)  # a quiet workload is not a dead engine
@@ -434,10 +483,7 @@ class DockerEngine:
                 api.start(container_id)
             except docker.errors.APIError as exc:
                 raise ContainerFailed(f"the engine could not start a container from {spec.image}: "
-                                      f"{exc.explanation or exc}.",
-                                  hint="for --gpus, the engine needs the NVIDIA container toolkit (a 'nvidia' "
-                                       "runtime or CDI devices)" if spec.gpus else
-                                  "check the image and the run's options") from None
+                                      f"{said(exc)}.", hint=self._container_hint(spec, said(exc))) from None
             feeder = start_stdin(raw, spec) if wants_stdin else None
             reader = OutputReader(sock, spec.tty, on_output, out, err)
             reader.start()
@@ -491,7 +537,7 @@ class DockerEngine:
 
 def _image_info(data: dict[str, Any]) -> ImageInfo:
     config = data.get("Config") or {}
-    return ImageInfo(id=str(data.get("Id", "")), tags=tuple(data.get("RepoTags") or ()),
+    return ImageInfo(id=str(data.get("Id", "")), tags=tuple(familiar(str(t)) for t in data.get("RepoTags") or ()),
                      labels=dict(config.get("Labels") or {}), size=data.get("Size"),
                      digests=tuple(str(d) for d in data.get("RepoDigests") or ()))
 

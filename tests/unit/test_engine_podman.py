@@ -1,4 +1,4 @@
-"""Podman behind the Docker API, without an engine: its build stream and its error words.
+"""Podman behind the Docker API, without an engine: its build stream, its error words, its init.
 
 The streams and messages below are recorded from Debian 12's podman 4.3.1 through its compatible
 socket (``podman system service``), next to Docker 20.10's for the same Dockerfiles.
@@ -11,9 +11,19 @@ from typing import Any
 
 import pytest
 
-from envcap.engine import BuildEvent
+from envcap.engine import BuildEvent, EngineRefused
 from envcap.engine._buildlog import BuildLog, builder_error
+from envcap.engine.docker_engine import DockerEngine, familiar, flavour_of, said
 from envcap.engine.leftovers import BuildJournal, read_journal
+
+PODMAN_VERSION = {"Platform": {"Name": "linux/amd64/debian-12"}, "Version": "4.3.1", "ApiVersion": "1.41",
+                  "Components": [{"Name": "Podman Engine", "Version": "4.3.1"},
+                                 {"Name": "Conmon", "Version": "conmon version 2.1.6, commit: unknown"},
+                                 {"Name": "OCI Runtime (runc)", "Version": "runc version 1.1.5+ds1"}]}
+DOCKER_VERSION = {"Platform": {"Name": ""}, "Version": "20.10.24+dfsg1", "ApiVersion": "1.41",
+                  "Components": [{"Name": "Engine", "Version": "20.10.24+dfsg1"},
+                                 {"Name": "containerd", "Version": "1.6.20~ds1"},
+                                 {"Name": "docker-init", "Version": "0.19.0"}]}
 
 PODMAN_OK: list[dict[str, Any]] = [
     {"stream": "STEP 1/4: FROM envcap-test-base:bookworm\n"},
@@ -102,3 +112,87 @@ def test_a_step_of_a_later_stage_names_its_stage(tmp_path: Path) -> None:
 ])
 def test_builder_errors_become_one_line(said_by_the_builder: str, expected: str) -> None:
     assert builder_error(said_by_the_builder) == expected
+
+
+def test_the_engine_is_told_apart_by_its_version() -> None:
+    assert flavour_of(PODMAN_VERSION) == "podman"
+    assert flavour_of({"Platform": {"Name": "Podman Engine"}}) == "podman"
+    assert flavour_of(DOCKER_VERSION) == "docker"
+    assert flavour_of({}) == "docker"
+
+
+def test_engine_explanations_are_one_clause() -> None:
+    class Refusal(Exception):
+        explanation = "unable to find user nobody2: no matching entries in passwd file\n"
+
+    assert said(Refusal()) == "unable to find user nobody2: no matching entries in passwd file"
+    assert said(ValueError("it failed.")) == "it failed"
+
+
+@pytest.mark.parametrize(("tag", "expected"), [
+    ("docker.io/library/envcap:abc", "envcap:abc"), ("docker.io/team/train:v1", "team/train:v1"),
+    ("localhost/envcap-test-base:bookworm", "localhost/envcap-test-base:bookworm"),
+    ("envcap:abc", "envcap:abc"), ("registry:5000/x:1", "registry:5000/x:1"),
+])
+def test_podmans_full_names_read_as_dockers(tag: str, expected: str) -> None:
+    assert familiar(tag) == expected
+
+
+# -- Podman's refusals ---------------------------------------------------------------------------
+class FakeRunAPI:
+    """Just enough of docker.APIClient to create containers; an init create fails as Podman's without catatonit."""
+
+    def __init__(self, *, init_missing: bool, config: dict[str, Any] | None = None) -> None:
+        self.init_missing = init_missing
+        self.config = config or {"Entrypoint": None, "Cmd": ["/bin/bash"]}
+        self.created: list[dict[str, Any]] = []
+
+    def create_host_config(self, **kwargs: Any) -> dict[str, Any]:
+        return {"Init": kwargs.get("init")}
+
+    def create_container(self, **kwargs: Any) -> dict[str, str]:
+        if kwargs["host_config"]["Init"] and self.init_missing:
+            raise podman_error(500, "container create: container-init binary not found on the host: stat "
+                                    "/usr/libexec/podman/catatonit: no such file or directory")
+        self.created.append(kwargs)
+        return {"Id": "c" * 64}
+
+    def inspect_image(self, ref: str) -> dict[str, Any]:
+        return {"Id": "sha256:" + "1" * 64, "Config": self.config}
+
+    def version(self) -> dict[str, Any]:
+        return PODMAN_VERSION
+
+    def tag(self, image: str, repo: str, tag: str, force: bool) -> None:
+        raise podman_error(404, "failed to find image x: docker.io/library/x: image not known")
+
+
+def podman_error(status: int, explanation: str) -> Exception:
+    import docker
+    import requests
+
+    response = requests.Response()
+    response.status_code = status
+    return docker.errors.APIError(f"{status} Server Error", response=response, explanation=explanation)
+
+
+def engine_with(api: FakeRunAPI) -> DockerEngine:
+    engine = DockerEngine("unix:///podman.sock")
+    engine._client = api
+    return engine
+
+
+def test_an_api_refusal_is_a_refusal_not_a_lost_engine() -> None:
+    """docker's APIError is also a requests HTTPError: it must not read as "the engine stopped answering"."""
+    with pytest.raises(EngineRefused) as caught:
+        engine_with(FakeRunAPI(init_missing=False)).tag("sha256:" + "1" * 64, "envcap:x")
+
+    assert caught.value.message == ("the container engine at unix:///podman.sock refused the request: failed to find "
+                                    "image x: docker.io/library/x: image not known.")
+
+
+def test_a_refusal_by_podman_names_podmans_log() -> None:
+    with pytest.raises(EngineRefused) as caught:
+        engine_with(FakeRunAPI(init_missing=False)).tag("sha256:" + "1" * 64, "envcap:x")
+
+    assert "podman system service" in (caught.value.hint or "")
