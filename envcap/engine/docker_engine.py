@@ -26,8 +26,10 @@ from envcap.engine import (
     ContainerInfo,
     ImageInfo,
     OutputCallback,
+    OutputStream,
     RunResult,
     RunSpec,
+    _init,
 )
 from envcap.engine._attach import OutputReader, start_stdin
 from envcap.engine._buildlog import BuildLog
@@ -115,6 +117,8 @@ class DockerEngine:
         self._environ = dict(os.environ if environ is None else environ)
         self._client: Any = None
         self._flavour: EngineFlavour | None = None
+        # Podman without its init binary (catatonit): --init runs envcap's stand-in instead (``_init``)
+        self._stand_in_init = False
 
     # -- plumbing ---------------------------------------------------------------------------
     @property
@@ -143,7 +147,7 @@ class DockerEngine:
             self._client = None
 
     def flavour(self) -> EngineFlavour:
-        """Docker or Podman (asked once): they differ in their words and their logs."""
+        """Docker or Podman (asked once): they differ in what they need for ``--init`` and in their logs."""
         if self._flavour is None:
             with self._talking("version"):
                 self._flavour = flavour_of(self.api.version())
@@ -386,7 +390,7 @@ class DockerEngine:
         argv = shlex.join((*(spec.entrypoint or ()), *spec.command))
         with self._talking(f"create container from {spec.image}: {argv}"):
             try:
-                container_id = self._create(spec)
+                container_id = self._create_with_init(spec)
             except docker.errors.ImageNotFound:
                 raise ImageMissing(f"the engine has no image {spec.image}.",
                                    hint="build it first with `envcap build`") from None
@@ -425,9 +429,30 @@ class DockerEngine:
             return _image_info(self.api.inspect_image(str(made["Id"])))
 
     # -- run helpers ------------------------------------------------------------------------
+    def _create_with_init(self, spec: RunSpec) -> str:
+        """Creates the container; on a Podman without catatonit, again under envcap's stand-in init.
+
+        Why try first: whether the engine's host has the init binary cannot be asked through the API,
+        and the failed create costs a few milliseconds once per engine (the answer is remembered).
+        """
+        import docker
+
+        try:
+            return self._create(spec)
+        except docker.errors.APIError as exc:
+            if not spec.init or self._stand_in_init or _init.INIT_MISSING not in said(exc):
+                raise
+        LOGGER.debug("%s has no init binary (%s): running under envcap's stand-in init", self.endpoint,
+                     "catatonit" if self.flavour() == "podman" else "docker-init")
+        self._stand_in_init = True
+        return self._create(spec)
+
     def _container_hint(self, spec: RunSpec, problem: str) -> str:
         if spec.gpus:
             return "for --gpus, the engine needs the NVIDIA container toolkit (a 'nvidia' runtime or CDI devices)"
+        if spec.init and self._stand_in_init and _init.ENTRYPOINT[0] in problem:
+            return ("Podman has no init binary here, and envcap's stand-in needs python3 in the image; install "
+                    "catatonit where Podman runs (`apt-get install catatonit`)")
         return "check the image and the run's options"
 
     def _create(self, spec: RunSpec) -> str:
@@ -440,10 +465,12 @@ class DockerEngine:
             mounts=mounts or None,
             device_requests=[docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if spec.gpus else None,
             network_mode="none" if spec.network_disabled else None,
-            init=True if spec.init else None,
+            init=True if spec.init and not self._stand_in_init else None,
         )
         wants_stdin = spec.stdin_data is not None or spec.interactive
         command, entrypoint = list(spec.command), list(spec.entrypoint) if spec.entrypoint is not None else None
+        if spec.init and self._stand_in_init:
+            entrypoint, command = _init.wrap(entrypoint, command, self._image_config(spec.image))
         if spec.commit is not None and entrypoint is not None and not self._image_config(spec.image).get("Entrypoint"):
             # A committed image keeps the container's entrypoint unless it is replaced by a non-empty one, and
             # "none" cannot be written back: an image without one runs the script as its command instead.
@@ -485,7 +512,17 @@ class DockerEngine:
                 raise ContainerFailed(f"the engine could not start a container from {spec.image}: "
                                       f"{said(exc)}.", hint=self._container_hint(spec, said(exc))) from None
             feeder = start_stdin(raw, spec) if wants_stdin else None
-            reader = OutputReader(sock, spec.tty, on_output, out, err)
+            first = bytearray()  # the start of its error output: an init that could not start the command says so
+
+            def heard(chunk: bytes, stream: OutputStream) -> None:
+                if len(first) < 512 and (stream == "stderr" or spec.tty):
+                    first.extend(chunk[:512])
+                if on_output is not None:
+                    on_output(chunk, stream)
+                else:
+                    (err if stream == "stderr" else out).extend(chunk)
+
+            reader = OutputReader(sock, spec.tty, heard, out, err)
             reader.start()
             try:
                 while not reader.finished.wait(0.2):  # the main thread waits where Ctrl-C can reach it
@@ -505,7 +542,10 @@ class DockerEngine:
                 feeder.join(timeout=1)
             status = api.wait(container_id)
             state = api.inspect_container(container_id).get("State", {})
-        return RunResult(exit_code=int(status.get("StatusCode", -1)), stdout=bytes(out), stderr=bytes(err),
+        code = int(status.get("StatusCode", -1))
+        if spec.init and code == 1:
+            code = _init.exec_failure(bytes(first)) or code  # catatonit's 1 for "no such command" is 127 elsewhere
+        return RunResult(exit_code=code, stdout=bytes(out), stderr=bytes(err),
                          oom_killed=bool(state.get("OOMKilled")), container_id=container_id)
 
     def _interrupt(self, container_id: str, reader: OutputReader) -> None:

@@ -6,13 +6,18 @@ socket (``podman system service``), next to Docker 20.10's for the same Dockerfi
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from envcap.engine import BuildEvent, EngineRefused
+from envcap.engine import BuildEvent, EngineRefused, RunSpec
 from envcap.engine._buildlog import BuildLog, builder_error
+from envcap.engine._init import ENTRYPOINT, SCRIPT, exec_failure, wrap
 from envcap.engine.docker_engine import DockerEngine, familiar, flavour_of, said
 from envcap.engine.leftovers import BuildJournal, read_journal
 
@@ -140,7 +145,7 @@ def test_podmans_full_names_read_as_dockers(tag: str, expected: str) -> None:
 
 # -- Podman's refusals ---------------------------------------------------------------------------
 class FakeRunAPI:
-    """Just enough of docker.APIClient to create containers; an init create fails as Podman's without catatonit."""
+    """Just enough of docker.APIClient to create containers; the first init create fails as Podman's does."""
 
     def __init__(self, *, init_missing: bool, config: dict[str, Any] | None = None) -> None:
         self.init_missing = init_missing
@@ -196,3 +201,79 @@ def test_a_refusal_by_podman_names_podmans_log() -> None:
         engine_with(FakeRunAPI(init_missing=False)).tag("sha256:" + "1" * 64, "envcap:x")
 
     assert "podman system service" in (caught.value.hint or "")
+
+
+# -- the stand-in init ----------------------------------------------------------------------------
+def test_a_podman_without_catatonit_runs_the_workload_under_the_stand_in() -> None:
+    api = FakeRunAPI(init_missing=True, config={"Entrypoint": ["/entry"], "Cmd": ["serve"]})
+    engine = engine_with(api)
+
+    engine._create_with_init(RunSpec(image="img", command=("python", "train.py"), init=True))
+    engine._create_with_init(RunSpec(image="img", command=(), init=True))
+    engine._create_with_init(RunSpec(image="img", command=("true",)))
+
+    first, second, plain = api.created
+    assert first["host_config"]["Init"] is None and first["entrypoint"] == list(ENTRYPOINT)
+    assert first["command"] == ["/entry", "python", "train.py"]
+    assert second["command"] == ["/entry", "serve"], "no command: the image's, after its entrypoint"
+    assert plain["entrypoint"] is None and plain["command"] == ["true"], "a run without --init is left alone"
+
+
+def test_an_engine_with_its_init_keeps_it() -> None:
+    api = FakeRunAPI(init_missing=False)
+    engine_with(api)._create_with_init(RunSpec(image="img", command=("true",), init=True))
+
+    (created,) = api.created
+    assert created["host_config"]["Init"] is True and created["entrypoint"] is None
+
+
+@pytest.mark.parametrize(("entrypoint", "command", "config", "argv"), [
+    (None, ("python", "x.py"), {"Entrypoint": None, "Cmd": ["/bin/bash"]}, ["python", "x.py"]),
+    (None, (), {"Entrypoint": None, "Cmd": ["/bin/bash"]}, ["/bin/bash"]),
+    (None, ("x",), {"Entrypoint": ["/tini", "--"], "Cmd": ["y"]}, ["/tini", "--", "x"]),
+    (("sh", "-c", "s"), (), {"Entrypoint": ["/e"], "Cmd": ["y"]}, ["sh", "-c", "s"]),
+    (("sh", "-c"), ("s", "a"), {}, ["sh", "-c", "s", "a"]),
+])
+def test_the_stand_in_runs_what_the_engine_would_have_run(entrypoint: tuple[str, ...] | None,
+                                                          command: tuple[str, ...], config: dict[str, Any],
+                                                          argv: list[str]) -> None:
+    assert wrap(entrypoint, command, config) == (list(ENTRYPOINT), argv)
+
+
+def stand_in(*argv: str, **kwargs: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-I", "-S", "-c", SCRIPT, *argv], text=True, start_new_session=True,
+                            **kwargs)
+
+
+@pytest.mark.parametrize(("argv", "code"), [
+    (("sh", "-c", "exit 3"), 3), (("sh", "-c", "kill -TERM $$"), 143), (("no-such-program-anywhere",), 127), ((), 127),
+])
+def test_the_stand_in_passes_the_exit_status_on(argv: tuple[str, ...], code: int) -> None:
+    process = stand_in(*argv, stderr=subprocess.PIPE)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == code, err
+
+
+def test_the_stand_in_passes_stdin_and_signals_on() -> None:
+    piped = stand_in("sh", "-c", "rev", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert piped.communicate("olleh\n", timeout=30)[0] == "hello\n" and piped.returncode == 0
+
+    code = ("import sys, time\nprint('ready', flush=True)\ntry:\n    time.sleep(60)\n"
+            "except KeyboardInterrupt:\n    print('stopping', flush=True)\n    sys.exit(130)\n")
+    for signo, expected in ((signal.SIGINT, "stopping\n"), (signal.SIGTERM, "")):
+        process = stand_in(sys.executable, "-c", code, stdout=subprocess.PIPE)
+        assert process.stdout is not None and process.stdout.readline() == "ready\n"
+        started = time.monotonic()
+        process.send_signal(signo)
+        out, _ = process.communicate(timeout=30)
+        assert (out, process.returncode) == (expected, 130 if signo == signal.SIGINT else 143)
+        assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(("first", "code"), [
+    (b"ERROR (catatonit:6): failed to exec pid1: No such file or directory\n", 127),
+    (b"ERROR (catatonit:7): failed to exec pid1: Permission denied\n", 126),
+    (b"Traceback (most recent call last):\n", None), (b"", None),
+])
+def test_catatonits_exec_failure_reads_as_dockers_init_says_it(first: bytes, code: int | None) -> None:
+    assert exec_failure(first) == code
