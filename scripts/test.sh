@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Sets up and runs envcap's whole test suite on a fresh Debian 12 machine (the README's second command).
 # Creates .venv with the test extra, makes a Docker engine answer (installing Debian's docker.io and
-# building a local base image when needed) and a small Slurm cluster run (scripts/ensure-slurm.sh: the
-# fleet tests), then runs pytest. The end-to-end and fleet tests skip, loudly, only where no engine or
-# no cluster can be started at all. A cluster this script started is stopped again at the end.
+# building a local base image when needed), a small Slurm cluster run (scripts/ensure-slurm.sh: the
+# fleet tests) and a Podman service answer (scripts/ensure-podman.sh: the Podman tests), then runs pytest.
+# The end-to-end, fleet and Podman tests skip, loudly, only where no engine, no cluster or no Podman can
+# be started at all. A cluster or Podman service this script started is stopped again at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,7 +35,20 @@ else
   export ENVCAP_SLURM_STATUS="unavailable: $(tail -n1 /tmp/envcap-ensure-slurm.err 2>/dev/null || echo 'no Docker engine')"
 fi
 stop_slurm() { [ "$slurm_was_up" = 1 ] || bash scripts/ensure-slurm.sh --stop >/dev/null 2>&1 || true; }
-trap stop_slurm EXIT
+
+podman_was_up=0
+bash scripts/ensure-podman.sh --status >/dev/null 2>&1 && podman_was_up=1
+if bash scripts/ensure-podman.sh >/tmp/envcap-ensure-podman.out 2>/tmp/envcap-ensure-podman.err; then
+  export ENVCAP_PODMAN_HOST="$(tail -n2 /tmp/envcap-ensure-podman.out | head -n1)"
+  export ENVCAP_PODMAN_BASE_IMAGE="$(tail -n1 /tmp/envcap-ensure-podman.out)"
+  export ENVCAP_PODMAN_STATUS="ready"
+else
+  echo "!!! no Podman service could be started; Podman end-to-end tests will be SKIPPED:" >&2
+  cat /tmp/envcap-ensure-podman.err >&2 || true
+  export ENVCAP_PODMAN_STATUS="unavailable: $(tail -n1 /tmp/envcap-ensure-podman.err 2>/dev/null)"
+fi
+stop_podman() { [ "$podman_was_up" = 1 ] || bash scripts/ensure-podman.sh --stop >/dev/null 2>&1 || true; }
+trap 'stop_slurm; stop_podman' EXIT
 
 status=0
 .venv/bin/python -m pytest "$@" || status=$?

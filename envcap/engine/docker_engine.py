@@ -16,7 +16,7 @@ import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from envcap import _log
 from envcap.engine import (
@@ -27,8 +27,10 @@ from envcap.engine import (
     ContainerInfo,
     ImageInfo,
     OutputCallback,
+    OutputStream,
     RunResult,
     RunSpec,
+    _init,
 )
 from envcap.engine._attach import OutputReader, start_stdin
 from envcap.engine._buildlog import BuildLog
@@ -47,6 +49,31 @@ from envcap.engine.leftovers import BuildJournal, owner_label
 LOGGER = _log.get("engine")
 STOP_GRACE_S = 10
 API_VERSION = re.compile(r"\d+\.\d+")
+
+EngineFlavour = Literal["docker", "podman"]
+
+
+def flavour_of(version: Mapping[str, Any]) -> EngineFlavour:
+    """Which engine answers the Docker API, from its ``/version``: Podman names itself in a component
+    ("Podman Engine") and, in some versions, in the platform's name."""
+    platform = version.get("Platform")
+    names = [str(platform.get("Name", "")) if isinstance(platform, dict) else ""]
+    names += [str(part.get("Name", "")) for part in version.get("Components") or () if isinstance(part, dict)]
+    return "podman" if any("podman" in name.lower() for name in names) else "docker"
+
+
+def said(exc: Any) -> str:
+    """The engine's explanation of an API error as one clause: Podman's end in a newline, some in a period."""
+    text = " ".join(str(getattr(exc, "explanation", None) or exc).split())
+    return text.rstrip(".") or type(exc).__name__
+
+
+def familiar(tag: str) -> str:
+    """``docker.io/library/envcap:x`` -> ``envcap:x``: Podman names Docker Hub images in full, Docker does not."""
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if tag.startswith(prefix):
+            return tag[len(prefix):]
+    return tag
 
 
 def split_ref(ref: str) -> tuple[str, str | None]:
@@ -91,6 +118,9 @@ class DockerEngine:
         self.timeout = timeout
         self._environ = dict(os.environ if environ is None else environ)
         self._client: Any = None
+        self._flavour: EngineFlavour | None = None
+        # Podman without its init binary (catatonit): --init runs envcap's stand-in instead (``_init``)
+        self._stand_in_init = False
 
     # -- plumbing ---------------------------------------------------------------------------
     @property
@@ -144,6 +174,22 @@ class DockerEngine:
                 self._client.close()
             self._client = None
 
+    def flavour(self) -> EngineFlavour:
+        """Docker or Podman (asked once): they differ in what they need for ``--init`` and in their logs."""
+        if self._flavour is None:
+            with self._talking("version"):
+                self._flavour = flavour_of(self.api.version())
+            LOGGER.debug("%s is %s", self.endpoint, self._flavour)
+        return self._flavour
+
+    def _log_hint(self) -> str:
+        if self._flavour is None:
+            with contextlib.suppress(Exception):  # an engine that refused one request still says what it is
+                self._flavour = flavour_of(self.api.version())
+        if self._flavour == "podman":
+            return "check the Podman service's log (the output of `podman system service`) and try again"
+        return "check the engine's log (journalctl -u docker) and try again"
+
     def _unavailable(self, exc: BaseException) -> EngineUnavailable:
         reason = short_reason(exc)
         hint = ("start it (`sudo dockerd` or `sudo systemctl start docker`), or set DOCKER_HOST to a running engine")
@@ -173,14 +219,13 @@ class DockerEngine:
         LOGGER.debug("%s: %s", self.endpoint, what)
         try:
             yield
+        except docker.errors.APIError as exc:  # first: it is also a requests.HTTPError, which reads as "lost" below
+            raise EngineRefused(f"the container engine at {self.endpoint} refused the request: {said(exc)}.",
+                                hint=self._log_hint()) from None
         except (TimeoutError, requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError, ConnectionError, FileNotFoundError) as exc:
             raise self._lost(exc) from None
         except requests.exceptions.RequestException as exc:  # a read time-out: the engine stopped answering
             raise self._lost(exc) from None
-        except docker.errors.APIError as exc:
-            raise EngineRefused(f"the container engine at {self.endpoint} refused the request: "
-                                f"{exc.explanation or exc}.",
-                                hint="check the engine's log (journalctl -u docker) and try again") from None
         except docker.errors.DockerException as exc:
             raise self._lost(exc) from None
 
@@ -210,8 +255,8 @@ class DockerEngine:
             except docker.errors.NotFound:
                 return None
             except docker.errors.APIError as exc:
-                if exc.status_code in (400, 404):
-                    return None  # an invalid reference is not an image the engine has
+                if exc.status_code in (400, 404) or "invalid reference format" in said(exc):
+                    return None  # an invalid reference is not an image the engine has (Podman: HTTP 500)
                 raise
         return _image_info(data)
 
@@ -227,7 +272,7 @@ class DockerEngine:
                                               hint="check its name and your registry login, or pass --base-image "
                                                    "with an image the engine already has")
             except docker.errors.APIError as exc:
-                raise ImagePullFailed(f"cannot pull the base image {ref}: {exc.explanation or exc}.",
+                raise ImagePullFailed(f"cannot pull the base image {ref}: {said(exc)}.",
                                       hint="check its name and your registry login, or pass --base-image with an "
                                            "image the engine already has") from None
         found = self.image(ref)
@@ -284,11 +329,11 @@ class DockerEngine:
                 self._cancel_build(log.started)
                 raise
             except docker.errors.APIError as exc:
-                raise EngineRefused(f"the engine refused the build: {exc.explanation or exc}.",
+                raise EngineRefused(f"the engine refused the build: {said(exc)}.",
                                     hint="check the Dockerfile in the build context") from None
         if log.error is not None:
             where = f"step {log.step_label} ({log.step_text})" if log.step_label else "before the first step"
-            raise BuildStepFailed(f"the image build failed at {where}: {log.error.strip()}",
+            raise BuildStepFailed(f"the image build failed at {where}: {log.error}.",
                                   hint="the last lines of that step's log are shown above; --verbose streams "
                                        "the whole build log",
                                   step=log.step_text, log_tail=tuple(log.tail))
@@ -357,7 +402,7 @@ class DockerEngine:
             found = self.api.images(filters={"label": label})
         found = sorted(found, key=lambda item: int(item.get("Created") or 0), reverse=True)
         return [ImageInfo(id=str(item.get("Id", "")),
-                          tags=tuple(t for t in item.get("RepoTags") or () if t != "<none>:<none>"),
+                          tags=tuple(familiar(str(t)) for t in item.get("RepoTags") or () if t != "<none>:<none>"),
                           labels=dict(item.get("Labels") or {}), size=item.get("Size")) for item in found]
 
     def remove_container(self, container_id: str) -> None:
@@ -376,14 +421,13 @@ class DockerEngine:
         argv = shlex.join((*(spec.entrypoint or ()), *spec.command))
         with self._talking(f"create container from {spec.image}: {argv}"):
             try:
-                container_id = self._create(spec)
+                container_id = self._create_with_init(spec)
             except docker.errors.ImageNotFound:
                 raise ImageMissing(f"the engine has no image {spec.image}.",
                                    hint="build it first with `envcap build`") from None
             except docker.errors.APIError as exc:
                 raise ContainerFailed(f"the engine could not create a container from {spec.image}: "
-                                      f"{exc.explanation or exc}.",
-                                      hint="check the image and the run's options") from None
+                                      f"{said(exc)}.", hint=self._container_hint(spec, said(exc))) from None
         try:
             result = self._run_created(container_id, spec, on_output)
             if spec.commit is not None and result.exit_code == 0:
@@ -416,6 +460,32 @@ class DockerEngine:
             return _image_info(self.api.inspect_image(str(made["Id"])))
 
     # -- run helpers ------------------------------------------------------------------------
+    def _create_with_init(self, spec: RunSpec) -> str:
+        """Creates the container; on a Podman without catatonit, again under envcap's stand-in init.
+
+        Why try first: whether the engine's host has the init binary cannot be asked through the API,
+        and the failed create costs a few milliseconds once per engine (the answer is remembered).
+        """
+        import docker
+
+        try:
+            return self._create(spec)
+        except docker.errors.APIError as exc:
+            if not spec.init or self._stand_in_init or _init.INIT_MISSING not in said(exc):
+                raise
+        LOGGER.debug("%s has no init binary (%s): running under envcap's stand-in init", self.endpoint,
+                     "catatonit" if self.flavour() == "podman" else "docker-init")
+        self._stand_in_init = True
+        return self._create(spec)
+
+    def _container_hint(self, spec: RunSpec, problem: str) -> str:
+        if spec.gpus:
+            return "for --gpus, the engine needs the NVIDIA container toolkit (a 'nvidia' runtime or CDI devices)"
+        if spec.init and self._stand_in_init and _init.ENTRYPOINT[0] in problem:
+            return ("Podman has no init binary here, and envcap's stand-in needs python3 in the image; install "
+                    "catatonit where Podman runs (`apt-get install catatonit`)")
+        return "check the image and the run's options"
+
     def _create(self, spec: RunSpec) -> str:
         import docker
 
@@ -426,10 +496,12 @@ class DockerEngine:
             mounts=mounts or None,
             device_requests=[docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if spec.gpus else None,
             network_mode="none" if spec.network_disabled else None,
-            init=True if spec.init else None,
+            init=True if spec.init and not self._stand_in_init else None,
         )
         wants_stdin = spec.stdin_data is not None or spec.interactive
         command, entrypoint = list(spec.command), list(spec.entrypoint) if spec.entrypoint is not None else None
+        if spec.init and self._stand_in_init:
+            entrypoint, command = _init.wrap(entrypoint, command, self._image_config(spec.image))
         if spec.commit is not None and entrypoint is not None and not self._image_config(spec.image).get("Entrypoint"):
             # A committed image keeps the container's entrypoint unless it is replaced by a non-empty one, and
             # "none" cannot be written back: an image without one runs the script as its command instead.
@@ -456,8 +528,12 @@ class DockerEngine:
         out = bytearray()
         err = bytearray()
         with self._talking(f"attach and start {container_id[:12]}"):
-            sock = api.attach_socket(container_id, params={"stdin": 1 if wants_stdin else 0, "stdout": 1,
-                                                           "stderr": 1, "stream": 1})
+            try:
+                sock = api.attach_socket(container_id, params={"stdin": 1 if wants_stdin else 0, "stdout": 1,
+                                                               "stderr": 1, "stream": 1})
+            except docker.errors.APIError as exc:  # Podman prepares the container here: a bad --user fails now
+                raise ContainerFailed(f"the engine could not start a container from {spec.image}: "
+                                      f"{said(exc)}.", hint=self._container_hint(spec, said(exc))) from None
             raw = getattr(sock, "_sock", sock)
             with contextlib.suppress(Exception):
                 raw.settimeout(None)  # a quiet workload is not a dead engine
@@ -465,12 +541,19 @@ class DockerEngine:
                 api.start(container_id)
             except docker.errors.APIError as exc:
                 raise ContainerFailed(f"the engine could not start a container from {spec.image}: "
-                                      f"{exc.explanation or exc}.",
-                                  hint="for --gpus, the engine needs the NVIDIA container toolkit (a 'nvidia' "
-                                       "runtime or CDI devices)" if spec.gpus else
-                                  "check the image and the run's options") from None
+                                      f"{said(exc)}.", hint=self._container_hint(spec, said(exc))) from None
             feeder = start_stdin(raw, spec) if wants_stdin else None
-            reader = OutputReader(sock, spec.tty, on_output, out, err)
+            first = bytearray()  # the start of its error output: an init that could not start the command says so
+
+            def heard(chunk: bytes, stream: OutputStream) -> None:
+                if len(first) < 512 and (stream == "stderr" or spec.tty):
+                    first.extend(chunk[:512])
+                if on_output is not None:
+                    on_output(chunk, stream)
+                else:
+                    (err if stream == "stderr" else out).extend(chunk)
+
+            reader = OutputReader(sock, spec.tty, heard, out, err)
             reader.start()
             try:
                 while not reader.finished.wait(0.2):  # the main thread waits where Ctrl-C can reach it
@@ -490,7 +573,10 @@ class DockerEngine:
                 feeder.join(timeout=1)
             status = api.wait(container_id)
             state = api.inspect_container(container_id).get("State", {})
-        return RunResult(exit_code=int(status.get("StatusCode", -1)), stdout=bytes(out), stderr=bytes(err),
+        code = int(status.get("StatusCode", -1))
+        if spec.init and code == 1:
+            code = _init.exec_failure(bytes(first)) or code  # catatonit's 1 for "no such command" is 127 elsewhere
+        return RunResult(exit_code=code, stdout=bytes(out), stderr=bytes(err),
                          oom_killed=bool(state.get("OOMKilled")), container_id=container_id)
 
     def _interrupt(self, container_id: str, reader: OutputReader) -> None:
@@ -522,7 +608,7 @@ class DockerEngine:
 
 def _image_info(data: dict[str, Any]) -> ImageInfo:
     config = data.get("Config") or {}
-    return ImageInfo(id=str(data.get("Id", "")), tags=tuple(data.get("RepoTags") or ()),
+    return ImageInfo(id=str(data.get("Id", "")), tags=tuple(familiar(str(t)) for t in data.get("RepoTags") or ()),
                      labels=dict(config.get("Labels") or {}), size=data.get("Size"),
                      digests=tuple(str(d) for d in data.get("RepoDigests") or ()),
                      entrypoint=tuple(str(part) for part in config.get("Entrypoint") or ()))

@@ -1,8 +1,10 @@
-"""End-to-end fixtures: a real Docker engine and a locally made base image.
+"""End-to-end fixtures: a real Docker engine and a locally made base image; a real Podman service.
 
 No registry is reachable on the machines this suite runs on, so the base image is made with
 debootstrap (scripts/ensure-docker.sh). These tests are skipped only where no engine could be
-started at all, and then loudly: the reason is printed in pytest's summary and on stderr.
+started at all, and then loudly: the reason is printed in pytest's summary and on stderr. The
+Podman tests use the service scripts/ensure-podman.sh starts (scripts/test.sh says where, in
+ENVCAP_PODMAN_HOST and ENVCAP_PODMAN_STATUS), and are skipped, loudly, only when it could not start.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -84,3 +87,35 @@ def second_engine(base_image: str, tmp_path_factory: pytest.TempPathFactory) -> 
     finally:
         for note in engine.teardown():
             print(f"\nsecond dockerd teardown: {note}", file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class PodmanService:
+    host: str  # unix:///run/envcap-podman/podman.sock, for DOCKER_HOST
+    base_image: str  # in Podman's own store
+
+
+@pytest.fixture(scope="session")
+def podman_service() -> Iterator[PodmanService]:
+    """The Podman service of scripts/ensure-podman.sh: started here when scripts/test.sh did not run it."""
+    script = REPO / "scripts" / "ensure-podman.sh"
+    status = os.environ.get("ENVCAP_PODMAN_STATUS")
+    started_here = False
+    host, base = os.environ.get("ENVCAP_PODMAN_HOST", ""), os.environ.get("ENVCAP_PODMAN_BASE_IMAGE", DEFAULT_BASE)
+    if status is None:  # not started through scripts/test.sh: start it, as the suite promises, and stop it after
+        was_up = subprocess.run(["bash", str(script), "--status"], capture_output=True, check=False).returncode == 0
+        done = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            host, base = done.stdout.strip().splitlines()[-2:]
+            status, started_here = "ready", not was_up
+        else:
+            status = f"unavailable: {(done.stderr.strip().splitlines() or ['ensure-podman.sh failed'])[-1]}"
+    if status != "ready" or not host:
+        message = f"NO PODMAN SERVICE COULD BE STARTED, Podman end-to-end test skipped: {status}"
+        print(f"\n!!! {message}", file=sys.stderr)
+        pytest.skip(message)
+    try:
+        yield PodmanService(host=host, base_image=base)
+    finally:
+        if started_here:
+            subprocess.run(["bash", str(script), "--stop"], capture_output=True, check=False)
