@@ -1398,9 +1398,30 @@ def _hashed_device(match: re.Match[str]) -> str:
     return "GPU-sha256:" + hashlib.sha256(match.group(2).lower().encode()).hexdigest()[:16]
 
 
+# The same words, for ASCII text (nearly every string a lock holds): lower-cased, then looked for
+# one by one with ``in``, which is exact for ASCII and about ten times faster than the regex.
+_MAYBE_SECRET_WORDS = ("begin", "bearer", "basic", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_",
+                       "glpat-", "xox", "hf_", "sk-", "pk_", "akia", "asia", "aiza", "npm_", "pypi-", "eyj", "gpu-",
+                       "mig-", "token", "secret", "passw", "pwd", "passphrase", "credential", "key", "cookie",
+                       "session", "sig", "sas", "auth")
+
+
 def may_hold_secret(text: str) -> bool:
-    """False when no rule of redact_text could match: such a string is recorded as it is."""
-    return bool(_MAYBE_SECRET_RE.search(text))
+    """False when no rule of redact_text could match: such a string is recorded as it is.
+
+    Why two paths: a lock holds thousands of artifact URLs, and the case-insensitive regex cost
+    40 us each (a tenth of a second per snapshot); for ASCII text, ``in`` on the lower-cased text
+    gives exactly the regex's answer. Other text (where case folding has more forms) takes the regex.
+    """
+    if not text.isascii():
+        return bool(_MAYBE_SECRET_RE.search(text))
+    if "@" in text or "?" in text or "=" in text:
+        return True
+    lowered = text.lower()
+    for word in _MAYBE_SECRET_WORDS:  # noqa: SIM110 - a third faster than any() over a generator
+        if word in lowered:
+            return True
+    return False
 
 
 def looks_random(value: str) -> bool:
@@ -1411,7 +1432,7 @@ def looks_random(value: str) -> bool:
 
 def redact_text(text: str) -> str:
     """Every credential-shaped part of free text replaced by the marker; the rest kept as it was."""
-    if not text or not _MAYBE_SECRET_RE.search(text):
+    if not text or not may_hold_secret(text):
         return text
     text = _PRIVATE_KEY_RE.sub(REDACTED, text)
     text = _URL_USERINFO_RE.sub(lambda m: m.group(1) + REDACTED + "@", text)
