@@ -258,3 +258,30 @@ def test_probe_script_is_stdlib_only() -> None:
 def test_probe_error_for_a_missing_interpreter(tmp_path: Path) -> None:
     with pytest.raises(ProbeError, match="does not exist"):
         run_probe(str(tmp_path / "nope" / "python"))
+
+
+def test_git_is_asked_only_where_a_work_tree_may_be(git_repo: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside any repository the probe answers None without starting git (what git status says there);
+    a subfolder of a work tree, a bare repository and GIT_DIR all still ask git."""
+    from envcap.probe import _probe
+
+    monkeypatch.delenv("GIT_DIR", raising=False)
+    monkeypatch.delenv("GIT_WORK_TREE", raising=False)
+    (git_repo / "sub").mkdir()
+    bare = tmp_path / "bare.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    outside = tmp_path / "plain" / "deeper"
+    outside.mkdir(parents=True)
+    assert _probe.may_be_in_repository(str(git_repo / "sub")) and _probe.may_be_in_repository(str(bare))
+    assert run_probe(sys.executable, cwd=str(git_repo / "sub"))["git"]["root"] == str(git_repo)
+    if not _probe.may_be_in_repository(str(tmp_path)):  # tmp_path may itself sit inside a work tree
+        assert not _probe.may_be_in_repository(str(outside))
+
+        def no_git(*args: object, **kwargs: object) -> list[None]:
+            raise AssertionError("git was started outside any repository")
+
+        monkeypatch.setattr(_probe, "run_many", no_git)
+        assert _probe.git_facts(str(outside)) is None
+        monkeypatch.setenv("GIT_DIR", str(git_repo / ".git"))
+        assert _probe.may_be_in_repository(str(outside))
