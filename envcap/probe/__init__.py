@@ -14,12 +14,13 @@ import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from envcap._serde import ShapeError, from_json
 from envcap._subprocess import RunFailed, Runner, run
 from envcap.errors import ProbeError
-from envcap.lock import Snapshot
+
+if TYPE_CHECKING:  # loaded by snapshot_from_facts: the probe is started before the records are imported
+    from envcap.lock import Snapshot
 
 PROBE_SCRIPT = Path(__file__).with_name("_probe.py")
 
@@ -171,6 +172,8 @@ def snapshot_from_facts(facts: Mapping[str, Any], **fields: Any) -> Snapshot:
     data.update(fields)
     from dataclasses import replace
 
+    from envcap._serde import ShapeError, from_json
+    from envcap.lock import Snapshot
     from envcap.lock.validate import Invalid, check_strings, sanitize
     from envcap.redact import lock_document
 

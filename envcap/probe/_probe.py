@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
 import sysconfig
 
@@ -29,6 +28,7 @@ import sysconfig
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ctypes
+    import subprocess
     from typing import (
         Any,
         Callable,
@@ -295,6 +295,8 @@ def read_text(path: str, limit: int = 1 << 20) -> Optional[str]:
 
 def run(argv: List[str], timeout: float = 10.0, cwd: Optional[str] = None) -> Optional[str]:
     """Runs argv (a list, never a shell line); returns stdout or None when it cannot run."""
+    import subprocess  # here: most warm probes start no process, and the module cost each 4 ms
+
     try:
         done = subprocess.run(
             argv, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False,
@@ -1551,6 +1553,8 @@ def run_many(commands: List[List[str]], cwd: Optional[str] = None, timeout: floa
 
 def run_many_raw(commands: List[List[str]], cwd: Optional[str] = None, timeout: float = 10.0) -> List[Optional[bytes]]:
     """As run_many, the outputs as bytes (a binary diff is hashed as git wrote it); None: failed."""
+    import subprocess
+
     procs: List[Optional[subprocess.Popen[bytes]]] = []
     for argv in commands:
         try:
