@@ -152,6 +152,8 @@ class _EarlyLookups:
         self.resolver = ArtifactResolver.from_settings(self.cache_root, self.settings, offline=self.offline)
         if self.resolver.cache_is_empty():
             self.resolver.prefetch(_venv_pins(prefix))
+        else:
+            self.resolver.preload(_venv_pins(prefix))
 
     def resolver_for(self, settings: PipSettings) -> ArtifactResolver:
         """The early resolver when it asked the same sources, else a new one (the early one stops)."""
@@ -224,7 +226,10 @@ def _probe_while_importing(python: str, meanwhile: Callable[[], None] | None = N
     if meanwhile is not None:
         meanwhile()
     import envcap.emit.dockerfile
-    import envcap.emit.requirements  # noqa: F401
+    import envcap.emit.pylock
+    import envcap.emit.requirements
+
+    envcap.emit.dockerfile.load_templates()
 
     worker.join()
     if "error" in outcome:

@@ -347,6 +347,28 @@ def test_no_early_lookups_once_something_is_cached(tmp_path: Path, target: Path,
     assert _EarlyLookups(sys.executable + "-not-in-a-venv/x/y", tmp_path, offline=True).resolver is None
 
 
+def test_a_warm_start_reads_the_guessed_pins_from_the_cache_while_the_probe_runs(tmp_path: Path, target: Path,
+                                                                                hermetic: Path) -> None:
+    """The releases are built during start(); resolve() then only hands them out (under the asked name)."""
+    import shutil
+
+    from envcap.snapshot import _EarlyLookups
+    from envcap.snapshot.hashes import Release
+
+    first = _EarlyLookups(str(target / "bin" / "python"), tmp_path / "cache", offline=True)
+    first.start()
+    assert first.resolver is not None
+    first.resolver._store(Release("demo-pkg", "1.0", (Artifact("demo_pkg-1.0-py3-none-any.whl", "a" * 64),)))
+    first.close()
+    again = _EarlyLookups(str(target / "bin" / "python"), tmp_path / "cache", offline=True)
+    again.start()
+    assert again.resolver is not None
+    shutil.rmtree(again.resolver.cache_root)  # what start() read is all resolve() may use now
+    found = again.resolver.resolve([("demo-pkg", "1.0"), ("Demo_Pkg", "1.0")])
+    assert [r.name for r in found.values()] == ["demo-pkg", "Demo_Pkg"]
+    assert all(r.artifacts[0].sha256 == "a" * 64 and r.source == "cache" for r in found.values())
+
+
 @pytest.mark.network
 def test_cold_snapshot_of_real_pypi_through_a_local_connect_proxy(cli, tmp_path: Path, hermetic: Path,  # type: ignore[no-untyped-def]
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
