@@ -299,14 +299,22 @@ def test_json_pages_are_read_only_around_the_version(tmp_path: Path) -> None:
             entries.append({"core-metadata": {"sha256": "0" * 64}, "filename": filename,
                             "hashes": {"sha256": str(len(entries) % 10) * 64}, "requires-python": ">=3.1.0",
                             "size": 10, "url": f"../../f/{filename}", "yanked": False})
-    entries.append({"url": "x/demo-pkg-1.0.tar.gz", "hashes": {"sha256": "f" * 64}, "filename": "demo-pkg-1.0.tar.gz"})
+    entries.append({"url": "x/demo-pkg-1.0.tar.gz", "hashes": {"sha256": "f" * 64}, "filename": "demo-pkg-1.0.tar.gz",
+                    "yanked": "a reason longer than the first window the bytes reader decodes " * 200})
+    pages: list[str | bytes] = []
     for indent in (None, 2):
         text = json.dumps({"meta": {"api-version": "1.1"}, "files": entries}, indent=indent)
+        pages += [text, text.encode(), text.replace("reason", "r\u00e9ason").encode()]  # not ASCII: parsed whole
+    for text in pages:
         found = artifacts_from_simple_json("https://idx.example/simple/demo-pkg/", text, "demo-pkg", "1.0")
         assert sorted(a.filename for a in found) == ["demo-pkg-1.0.tar.gz", "demo_pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.whl",
                                                      "demo_pkg-1.0-py3-none-any.whl"]
         assert {a.url for a in found} >= {"https://idx.example/f/demo_pkg-1.0-py3-none-any.whl"}
         assert artifacts_from_simple_json("https://i/", text, "demo-pkg", "3.0") == []
+    from envcap.snapshot.sources import _entries_near, _entries_near_bytes
+
+    assert _entries_near_bytes(pages[2], ["-1.0"]) is None  # not ASCII: the whole page is parsed instead
+    assert _entries_near_bytes(pages[1], ["-1.0"]) == _entries_near(str(pages[0]), ["-1.0"])
 
 
 def test_early_pins_come_from_dist_info_names_and_skip_local_installs(target: Path) -> None:
