@@ -1374,43 +1374,78 @@ ENV_PREFIXES = ("OMP_", "MKL_", "KMP_", "OPENBLAS_", "GOTO_", "NCCL_", "TORCH_",
 # log files), and envcap (envcap/redact.py) to every file, stream, image and report it writes.
 
 REDACTED = "<redacted>"
-SECRET_NAME_RE = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|APIKEY|API_KEY|ACCESS_KEY|PRIVATE|AUTH|"
+
+
+class _Rule:
+    """A rule's regex, compiled the first time a string needs it.
+
+    Why: compiling the rules below cost every probe 4 ms, and most never use them: the prefilter
+    (may_hold_secret) lets nearly every string pass untouched.
+    """
+
+    def __init__(self, pattern: str, flags: int = 0) -> None:
+        self.pattern = pattern
+        self.flags = flags
+        self._compiled: Optional[re.Pattern[str]] = None
+
+    def compiled(self) -> re.Pattern[str]:
+        if self._compiled is None:
+            self._compiled = re.compile(self.pattern, self.flags)  # two threads may both compile: the same
+        return self._compiled
+
+    def search(self, text: str) -> Optional[re.Match[str]]:
+        return self.compiled().search(text)
+
+    def match(self, text: str) -> Optional[re.Match[str]]:
+        return self.compiled().match(text)
+
+    def fullmatch(self, text: str) -> Optional[re.Match[str]]:
+        return self.compiled().fullmatch(text)
+
+    def findall(self, text: str) -> List[Any]:
+        return self.compiled().findall(text)
+
+    def sub(self, replacement: Union[str, Callable[[re.Match[str]], str]], text: str) -> str:
+        return self.compiled().sub(replacement, text)
+
+
+SECRET_NAME_RE = _Rule(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|APIKEY|API_KEY|ACCESS_KEY|PRIVATE|AUTH|"
                             r"COOKIE|SESSION|_KEY$|^KEY$|SAS$)", re.I)
 # A key of key=value, --flag=value or --flag value that names a secret: it ends with the word
 # (hf_token, --api_token, use_auth_token, password), so max_new_tokens or tokenizer are left alone.
 _SECRET_KEY = (r"[A-Za-z0-9_.-]*?(?:token|secret|password|passwd|pwd|passphrase|credentials?|apikey|api[_-]?key|"
                r"access[_-]?key|secret[_-]?key|private[_-]?key|client[_-]?secret|auth|authorization|cookie|"
                r"session[_-]?id|signature|sig|sas)")
-SECRET_FLAG_RE = re.compile(r"^--?" + _SECRET_KEY + r"$", re.I)
+SECRET_FLAG_RE = _Rule(r"^--?" + _SECRET_KEY + r"$", re.I)
 # PGP's armour says "PRIVATE KEY BLOCK"; an unterminated block is redacted to the end of the text.
-_PRIVATE_KEY_RE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
+_PRIVATE_KEY_RE = _Rule(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
                              r"(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|.*)", re.S)
-_URL_USERINFO_RE = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s<>\"']*@")
+_URL_USERINFO_RE = _Rule(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s<>\"']*@")
 # A query (or fragment: OAuth's #access_token=) parameter whose name ends with a secret's word: token,
 # access_token, private_token, X-Amz-Signature, Azure's sig, subscription-key, x-api-key, session...
 _SECRET_PARAM = (r"[A-Za-z0-9_.-]*?(?:token|auth|key|sig|signature|sas|code|password|passwd|pwd|secret|"
                  r"credential|session|session[_-]?id)")
-_QUERY_SECRET_RE = re.compile(r"([?&;#]" + _SECRET_PARAM + r"=)[^&#\s\"'<>]*", re.I)
-_SECRET_PARAM_RE = re.compile(_SECRET_PARAM, re.I)
-_URL_PARAM_RE = re.compile(r"([?#;&])([^?#;&]*)")
-_AUTH_HEADER_RE = re.compile(r"(\b(?:proxy-)?authorization\s*[:=]\s*)(?:\"[^\"]*\"|'[^']*'|"
+_QUERY_SECRET_RE = _Rule(r"([?&;#]" + _SECRET_PARAM + r"=)[^&#\s\"'<>]*", re.I)
+_SECRET_PARAM_RE = _Rule(_SECRET_PARAM, re.I)
+_URL_PARAM_RE = _Rule(r"([?#;&])([^?#;&]*)")
+_AUTH_HEADER_RE = _Rule(r"(\b(?:proxy-)?authorization\s*[:=]\s*)(?:\"[^\"]*\"|'[^']*'|"
                              r"(?:(?:bearer|basic|token|digest|negotiate)\s+)?[^\s,;\"']+)", re.I)
-_AUTH_SCHEME_RE = re.compile(r"(\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]{6,}", re.I)
+_AUTH_SCHEME_RE = _Rule(r"(\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]{6,}", re.I)
 # The key may follow another's "=" or ":" (--xla_flag=hf_token=..., user:password=...).
-_KEY_VALUE_RE = re.compile(r"((?:^|(?<=[\s,;&?\"'{(\[=:]))--?" + _SECRET_KEY + r"(?:=|\s+)|"
+_KEY_VALUE_RE = _Rule(r"((?:^|(?<=[\s,;&?\"'{(\[=:]))--?" + _SECRET_KEY + r"(?:=|\s+)|"
                            r"(?:^|(?<=[\s,;&?\"'{(\[=:]))[\"']?" + _SECRET_KEY + r"[\"']?\s*[=:]\s*)"
                            r"(\"[^\"]*\"|'[^']*'|[^\s,;&\"'})\]]+)", re.I)
-_TOKEN_SHAPES_RE = re.compile(
+_TOKEN_SHAPES_RE = _Rule(
     r"\b(?:gh[pousr]_[A-Za-z0-9]{16,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{16,}|"
     r"xox[abposr]-[A-Za-z0-9-]{10,}|hf_[A-Za-z0-9]{16,}|sk-[A-Za-z0-9_-]{16,}|pk_(?:live|test)_[A-Za-z0-9]{16,}|"
     r"(?:AKIA|ASIA)[A-Z0-9]{16}|AIza[0-9A-Za-z_-]{30,}|npm_[A-Za-z0-9]{30,}|pypi-[A-Za-z0-9_-]{40,}|"
     r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*)?)")
-_DEVICE_UUID_RE = re.compile(r"\b((?:MIG-)?GPU-|MIG-)([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+_DEVICE_UUID_RE = _Rule(r"\b((?:MIG-)?GPU-|MIG-)([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                              r"[0-9a-fA-F]{12})((?:/\d+){0,2})")
-_RANDOM_RE = re.compile(r"[A-Za-z0-9+/=_\-]{32,}")
+_RANDOM_RE = _Rule(r"[A-Za-z0-9+/=_\-]{32,}")
 # Anything one of the rules above could match contains one of these; most strings (file names,
 # hashes, plain URLs) contain none, and skip the rules (a lock holds thousands of such strings).
-_MAYBE_SECRET_RE = re.compile(
+_MAYBE_SECRET_RE = _Rule(
     r"[@?=]|BEGIN|bearer|basic|gh[pousr]_|github_pat_|glpat-|xox|hf_|sk-|pk_|AKIA|ASIA|AIza|npm_|pypi-|eyJ|GPU-|"
     r"MIG-|token|secret|passw|pwd|passphrase|credential|key|cookie|session|signature|sig|sas|auth", re.I)
 
