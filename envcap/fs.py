@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 from envcap.errors import OutputError
@@ -25,6 +23,8 @@ def cache_dir() -> Path:
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks (wheels and outputs can be gigabytes)."""
+    import hashlib  # here, as tempfile below: `envcap snapshot` loads this module before starting its probe
+
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -68,6 +68,8 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     """
     path = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
+    import tempfile
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -7,9 +7,10 @@ finds one of them changed says so and ignores it; the lock is the only input.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from envcap.lock import LOCK_FILENAME, Snapshot, dumps
+from envcap.lock import LOCK_FILENAME, Snapshot, dumps_with_digest
 
 GENERATED = ("requirements.lock", "requirements.in", "pylock.toml", "Dockerfile", ".dockerignore")
 
@@ -35,7 +36,14 @@ def generated_files(snapshot: Snapshot) -> dict[str, str]:
 
 def lock_set(snapshot: Snapshot) -> dict[str, str]:
     """The lock and its outputs: what ``envcap snapshot`` writes, as one set."""
-    return {LOCK_FILENAME: dumps(snapshot)} | generated_files(snapshot)
+    return lock_set_and_digest(snapshot)[0]
+
+
+def lock_set_and_digest(snapshot: Snapshot) -> tuple[dict[str, str], str]:
+    """The lock set and the lock's digest as written, which every output names (whatever
+    ``snapshot.digest`` said: the set cannot disagree with itself)."""
+    text, digest = dumps_with_digest(snapshot)
+    return {LOCK_FILENAME: text} | generated_files(replace(snapshot, digest=digest)), digest
 
 
 def stale_outputs(folder: Path, expected: dict[str, str]) -> list[str]:
@@ -61,4 +69,4 @@ def stale_outputs(folder: Path, expected: dict[str, str]) -> list[str]:
             f"outputs only, so envcap ignores them and builds from {LOCK_FILENAME}"]
 
 
-__all__ = ["GENERATED", "generated_files", "lock_set", "stale_outputs"]
+__all__ = ["GENERATED", "generated_files", "lock_set", "lock_set_and_digest", "stale_outputs"]

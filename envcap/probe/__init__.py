@@ -7,18 +7,20 @@ always taken by the same code.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from envcap._serde import ShapeError, from_json
 from envcap._subprocess import RunFailed, Runner, run
 from envcap.errors import ProbeError
-from envcap.lock import Snapshot
+
+if TYPE_CHECKING:  # loaded by snapshot_from_facts: the probe is started before the records are imported
+    from envcap.lock import Snapshot
 
 PROBE_SCRIPT = Path(__file__).with_name("_probe.py")
 
@@ -57,6 +59,65 @@ def probe_cache_file(cache_root: Path, python: str) -> Path:
     return cache_root / "probe" / f"{key}.json"
 
 
+# Runs the probe script as ``python _probe.py ARGS`` would, from a compiled copy kept beside the
+# probe's cache. Why: a script is compiled on every run (Python caches only imported modules), and
+# compiling the probe cost 15 ms of a 75 ms warm probe. The copy is marshal data, valid only for the
+# same script text (its sha256), interpreter build and optimisation level, all in its first line;
+# anything else, or any failure to read it, means compiling the script as Python would. Standard
+# library only, Python 3.8+, run with: -c LOADER SCRIPT COPY SHA256 ARGS...
+_LOADER = """\
+import marshal, os, sys
+def _envcap_probe_code():
+    script, copy, expected = sys.argv[1:4]
+    del sys.argv[1:4]
+    sys.argv[0] = script
+    if sys.path and sys.path[0] == "":  # -c put the working folder first; a script puts its own
+        sys.path[0] = os.path.dirname(os.path.abspath(script))
+    tag = ("%s|%s|%d|%r\\n" % (expected, sys.implementation.cache_tag, sys.flags.optimize,
+                                 sys.version)).encode("utf-8", "backslashreplace")
+    try:
+        with open(copy, "rb") as handle:
+            data = handle.read()
+        if data.startswith(tag):
+            return marshal.loads(data[len(tag):])
+    except (OSError, ValueError, EOFError, TypeError):
+        pass
+    with open(script, "rb") as handle:
+        source = handle.read()
+    code = compile(source, script, "exec", dont_inherit=True)
+    import hashlib
+    if hashlib.sha256(source).hexdigest() == expected:
+        try:
+            temporary = "%s.%d.tmp" % (copy, os.getpid())
+            with open(temporary, "wb") as handle:
+                handle.write(tag + marshal.dumps(code))
+            os.replace(temporary, copy)
+        except OSError:
+            pass
+    return code
+__file__ = sys.argv[1]
+exec(_envcap_probe_code())
+"""
+
+
+@functools.cache
+def _probe_sha256() -> str:
+    return hashlib.sha256(PROBE_SCRIPT.read_bytes()).hexdigest()
+
+
+def probe_argv(interpreter: str, cache_root: Path | None) -> list[str]:
+    """How to start the probe: the script itself, or through its compiled copy when there is a cache."""
+    if cache_root is None:
+        return [interpreter, str(PROBE_SCRIPT)]
+    cache_file = probe_cache_file(cache_root, interpreter)
+    copy = cache_file.with_suffix(".code")
+    try:
+        copy.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return [interpreter, str(PROBE_SCRIPT), "--cache", str(cache_file)]
+    return [interpreter, "-c", _LOADER, str(PROBE_SCRIPT), str(copy), _probe_sha256(), "--cache", str(cache_file)]
+
+
 def run_probe(
     python: str,
     *,
@@ -68,9 +129,7 @@ def run_probe(
     extra_env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     interpreter = resolve_interpreter(python)
-    argv = [interpreter, str(PROBE_SCRIPT)]
-    if cache_root is not None:
-        argv += ["--cache", str(probe_cache_file(cache_root, interpreter))]
+    argv = probe_argv(interpreter, cache_root)
     if deep:
         argv.append("--deep")
     argv += ["--cwd", cwd or os.getcwd()]
@@ -113,6 +172,8 @@ def snapshot_from_facts(facts: Mapping[str, Any], **fields: Any) -> Snapshot:
     data.update(fields)
     from dataclasses import replace
 
+    from envcap._serde import ShapeError, from_json
+    from envcap.lock import Snapshot
     from envcap.lock.validate import Invalid, check_strings, sanitize
     from envcap.redact import lock_document
 

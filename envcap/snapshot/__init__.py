@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -15,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 from envcap import __version__
 from envcap.errors import IndexUnreachable, UsageError
 from envcap.fs import cache_dir
-from envcap.lock import Snapshot, now_utc
-from envcap.probe import run_probe, snapshot_from_facts
+from envcap.probe import run_probe
 
 if TYPE_CHECKING:
-    # imported where used: the look-ups' modules load while the probe runs, not before it starts
+    # imported where used: the lock's records, the look-ups' and the emitters' modules load while the
+    # probe runs, not before it starts
+    from envcap.lock import Snapshot
     from envcap.net.pipconf import PipSettings
     from envcap.snapshot.hashes import ArtifactResolver, IndexDown, Release
     from envcap.snapshot.interpreter import Interpreter
@@ -49,6 +49,20 @@ def capture(
     on_stage: Callable[[str, int], None] | None = None,
 ) -> Snapshot:
     """Probes the interpreter and pins every re-installable distribution's artifacts by hash."""
+    return _capture(python, deep=deep, offline=offline, cwd=cwd, on_release=on_release,
+                    on_stage=on_stage).with_digest()
+
+
+def _capture(
+    python: str | None,
+    *,
+    deep: bool,
+    offline: bool,
+    cwd: str | None = None,
+    on_release: Callable[[Release], None] | None = None,
+    on_stage: Callable[[str, int], None] | None = None,
+) -> Snapshot:
+    """``capture`` without the digest: ``take`` writes the snapshot, and the writer computes it once."""
     cache_root = cache_dir()
     interpreter = python or sys.executable
     lookups = _EarlyLookups(interpreter, cache_root, offline)
@@ -57,6 +71,9 @@ def capture(
             on_stage("probe", 0)
         facts = _probe_while_importing(interpreter, meanwhile=lookups.start, cache_root=cache_root, deep=deep,
                                        cwd=cwd)
+        from envcap.lock import now_utc
+        from envcap.probe import snapshot_from_facts
+
         snapshot = snapshot_from_facts(facts, envcap_version=__version__, captured_at=now_utc(), source="probe")
         from envcap.net.pipconf import read_pip_settings
 
@@ -104,7 +121,7 @@ def capture(
     for dist in snapshot.distributions:
         for problem in dist.problems:
             warnings.append(f"{dist.name}: broken metadata ({problem}).")
-    return replace(snapshot, warnings=tuple(warnings)).with_digest()
+    return replace(snapshot, warnings=tuple(warnings))
 
 
 class _EarlyLookups:
@@ -135,6 +152,8 @@ class _EarlyLookups:
         self.resolver = ArtifactResolver.from_settings(self.cache_root, self.settings, offline=self.offline)
         if self.resolver.cache_is_empty():
             self.resolver.prefetch(_venv_pins(prefix))
+        else:
+            self.resolver.preload(_venv_pins(prefix))
 
     def resolver_for(self, settings: PipSettings) -> ArtifactResolver:
         """The early resolver when it asked the same sources, else a new one (the early one stops)."""
@@ -207,7 +226,10 @@ def _probe_while_importing(python: str, meanwhile: Callable[[], None] | None = N
     if meanwhile is not None:
         meanwhile()
     import envcap.emit.dockerfile
-    import envcap.emit.requirements  # noqa: F401
+    import envcap.emit.pylock
+    import envcap.emit.requirements
+
+    envcap.emit.dockerfile.load_templates()
 
     worker.join()
     if "error" in outcome:
@@ -221,11 +243,17 @@ def with_build_choices(snapshot: Snapshot, base_image: str | None = None) -> Sna
     Why at snapshot time: ``envcap build`` may run elsewhere, from the lock alone; a choice that
     lived only in the generated Dockerfile would never reach it.
     """
+    chosen = _with_build(snapshot, base_image)
+    return snapshot if chosen is snapshot else chosen.with_digest()
+
+
+def _with_build(snapshot: Snapshot, base_image: str | None) -> Snapshot:
+    """with_build_choices without the digest, for a writer that takes it from the lock it writes."""
     from envcap.emit.plan import build_choices
 
     if snapshot.build is not None and base_image is None:
         return snapshot
-    return replace(snapshot, build=build_choices(snapshot, base_image)).with_digest()
+    return replace(snapshot, build=build_choices(snapshot, base_image))
 
 
 def lock_files(snapshot: Snapshot, out_dir: Path) -> dict[Path, str]:
@@ -242,7 +270,7 @@ def write_snapshot(snapshot: Snapshot, out_dir: Path, base_image: str | None = N
     ``staged_outputs``: the native run's copies of its output files, staged inside ``out_dir``; they
     join the same generation, so the lock's fingerprints and the copies can never disagree.
     """
-    from envcap.emit import lock_set
+    from envcap.emit import lock_set_and_digest
     from envcap.lock.lockset import new_generation, write_lock_set
 
     if out_dir.exists() and not out_dir.is_dir():
@@ -250,8 +278,9 @@ def write_snapshot(snapshot: Snapshot, out_dir: Path, base_image: str | None = N
 
         raise OutputError(f"--out {out_dir} is a file, not a folder.",
                           hint="pass a folder (it is created if missing), for example --out .envcap")
-    snapshot = with_build_choices(snapshot, base_image)
-    files = lock_set(snapshot)
+    snapshot = _with_build(snapshot, base_image)
+    files, digest = lock_set_and_digest(snapshot)
+    snapshot = replace(snapshot, digest=digest)
     folders = {"outputs": staged_outputs} if staged_outputs is not None and staged_outputs.is_dir() else {}
     write_lock_set(out_dir, files, folders=folders, generation=new_generation(snapshot.digest))
     return SnapshotResult(snapshot=snapshot, out_dir=out_dir, files=tuple(out_dir / name for name in files))
@@ -270,11 +299,11 @@ def take(python: str | None, out_dir: Path, *, base_image: str | None = None, de
     from envcap.snapshot.interpreter import choose, is_envcaps_own
 
     interpreter = choose(python, workload, os.environ, Path.cwd())
-    snapshot = capture(interpreter.path, deep=deep, offline=offline, on_release=on_release, on_stage=on_stage)
+    snapshot = _capture(interpreter.path, deep=deep, offline=offline, on_release=on_release, on_stage=on_stage)
     if fingerprint:  # imported only when asked: the default snapshot never loads the numerics libraries
         from envcap.probe.fingerprint import run_fingerprint, with_fingerprints
 
-        snapshot = with_fingerprints(snapshot, run_fingerprint(interpreter.path)).with_digest()
+        snapshot = with_fingerprints(snapshot, run_fingerprint(interpreter.path))
     notes: tuple[str, ...] = ()
     if is_envcaps_own(snapshot.python.prefix if snapshot.python else None):
         notes = (f"{interpreter.path} is the environment envcap itself runs in, not a project's: activate the "
@@ -286,6 +315,8 @@ def take(python: str | None, out_dir: Path, *, base_image: str | None = None, de
     if on_stage:
         on_stage("run", 0)
     out_dir.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
     try:
         native = native_run(workload, patterns=outputs, cwd=Path.cwd(), copies_dir=staging / "outputs",

@@ -32,6 +32,7 @@ from packaging.utils import canonicalize_name
 from envcap.lock import Artifact
 from envcap.net import DEFAULT_POOL_SIZE, LOG, RequestFailed, redact, strip_credentials
 from envcap.snapshot.cache import ReleaseCache
+from envcap.snapshot.indexes import NO_FOLDER, IndexDown, IndexPages
 from envcap.snapshot.sources import (
     PYTORCH_INDEX,
     artifact_matches,
@@ -50,10 +51,8 @@ if TYPE_CHECKING:
     from envcap.net.pipconf import PipSettings
 
 PYPI_SIMPLE = "https://pypi.org/simple"
-SIMPLE_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
 
 NOT_FOUND = "no index or local folder has this release"  # Release.error when every source answered
-NO_FOLDER = "no such folder"
 
 SourceKind = Literal["index", "links-dir", "links-page"]
 
@@ -68,15 +67,6 @@ class Release:
     index_url: str | None = None
     source: str = ""  # where the hashes came from (for the warning when there are none)
     error: str | None = None  # why nothing was found, redacted: every source's answer
-
-
-@dataclass(frozen=True)
-class IndexDown:
-    """An index that never answered during a resolve: a snapshot without it is not the user's lock."""
-
-    index: str  # redacted
-    proxy: str | None  # redacted; None: a direct connection
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -97,14 +87,6 @@ def default_workers() -> int:
 
 
 # -- the resolver -------------------------------------------------------------------------------
-class _Health:
-    """Whether an index has answered at all during this resolve, and its first failure if not."""
-
-    def __init__(self) -> None:
-        self.answered = False
-        self.failure: RequestFailed | None = None
-
-
 class ArtifactResolver:
     """Finds the artifacts of pinned releases: cache, then every source of pip's, in parallel."""
 
@@ -146,14 +128,12 @@ class ArtifactResolver:
                             else os.path.expanduser(link))
                 self.links.append(Source("find-links", "links-dir" if not path.is_file() else "links-page",
                                          str(path) if not path.is_file() else path.resolve().as_uri()))
-        self._client = client
-        self._client_config = client_config
-        self._health: dict[str, _Health] = {}
-        self._listings: dict[str, frozenset[str] | Literal[False] | None] = {}
+        self.pages = IndexPages(client, client_config)  # how each index and find-links page is asked
         self._local_files: dict[str, list[Path]] | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._futures: dict[tuple[str, str], Future[Release]] = {}
         self._written: set[tuple[str, str]] = set()
+        self._from_cache: dict[tuple[str, str], Release] = {}  # by _key: releases read from the cache
         self._lock = threading.Lock()
         key = json.dumps([[strip_credentials(i) for i in self.indexes], [s.location for s in self.links]])
         self._cache = ReleaseCache(self.cache_root / hashlib.sha256(key.encode()).hexdigest()[:16])
@@ -172,15 +152,29 @@ class ArtifactResolver:
         """Nothing was ever cached for these sources: every pin will need a look-up."""
         return self._cache.is_empty()
 
+    def preload(self, pins: Iterable[tuple[str, str]]) -> None:
+        """Reads the cache and builds the releases of these pins now (a warm snapshot does this while
+        its probe runs: 2,400 artifacts cost 6 ms that would otherwise follow the probe)."""
+        for pin in pins:
+            self._cached(*pin)
+
     def _cached(self, name: str, version: str) -> Release | None:
-        entry = self._cache.get(f"{canonicalize_name(name)}=={version}")
-        if entry is None:
-            return None
-        artifacts = entry.get("artifacts")
-        if not isinstance(artifacts, list):
+        key = _key(name, version)
+        known = self._from_cache.get(key)
+        if known is None:
+            known = self._read_cached(*key)
+            if known is None:
+                return None
+            self._from_cache[key] = known
+        return replace(known, name=name)
+
+    def _read_cached(self, project: str, version: str) -> Release | None:
+        entry = self._cache.get(f"{project}=={version}")
+        artifacts = entry.get("artifacts") if entry is not None else None
+        if entry is None or not isinstance(artifacts, list):
             return None
         try:
-            return Release(name=name, version=version, index_url=_text(entry.get("index_url")),
+            return Release(name=project, version=version, index_url=_text(entry.get("index_url")),
                            source=_text(entry.get("source")) or "cache",
                            artifacts=tuple(Artifact(**a) for a in artifacts))
         except (TypeError, AttributeError):
@@ -192,40 +186,11 @@ class ArtifactResolver:
             "index_url": r.index_url, "source": r.source, "artifacts": [a.__dict__ for a in r.artifacts]}
             for r in releases if r.artifacts})
 
-    # -- the network ------------------------------------------------------------------------
-    def client(self) -> Fetcher:
-        """The HTTP client, made on the first cache miss (a warm snapshot never imports urllib3)."""
-        with self._lock:
-            if self._client is None:
-                from envcap.net.client import HttpClient
-
-                self._client = HttpClient(self._client_config)
-            return self._client
-
+    # -- the sources ----------------------------------------------------------------------------
     def unreachable(self) -> list[IndexDown]:
         """The indexes that were asked and never answered (refused, unresolvable, proxy, TLS, timeout)."""
-        with self._lock:
-            down = [(index, h.failure) for index, h in self._health.items() if h.failure and not h.answered]
-        return [IndexDown(index=redact(index), proxy=failure.proxy, reason=failure.reason) for index, failure in down]
+        return self.pages.unreachable()
 
-    def _fetch(self, index: str, url: str) -> tuple[int, str, str]:
-        """(status, body, final URL) of one page; an index that never answered is not asked again."""
-        health = self._health.get(index)
-        if health is None:
-            with self._lock:
-                health = self._health.setdefault(index, _Health())
-        if health.failure is not None and not health.answered:
-            raise health.failure
-        try:
-            response = self.client().get(url, accept=SIMPLE_ACCEPT)
-        except RequestFailed as exc:
-            if exc.no_answer and health.failure is None:
-                health.failure = exc  # a race keeps one of two equivalent failures: either will do
-            raise
-        health.answered = True
-        return response.status, response.body.decode("utf-8", "replace"), response.url
-
-    # -- sources ----------------------------------------------------------------------------
     def _local_index(self) -> dict[str, list[Path]]:
         with self._lock:
             if self._local_files is None:
@@ -234,51 +199,6 @@ class ArtifactResolver:
 
     def _from_folders(self, name: str, version: str) -> list[Artifact]:
         return artifacts_from_files(self._local_index().get(canonicalize_name(name), []), name, version)
-
-    def _from_index(self, index: str, name: str, version: str) -> list[Artifact]:
-        project = canonicalize_name(name)
-        url = f"{index.rstrip('/')}/{project}/"
-        if index.startswith("file:"):
-            listed = self._folder_listing(index)
-            if listed is None:
-                raise RequestFailed("local", index, NO_FOLDER)
-            if project not in listed:
-                return []
-        status, text, final = self._fetch(index, url)
-        if status == 404:
-            return []
-        if status != 200:
-            raise RequestFailed("status", url, f"HTTP {status}", status=status)
-        if text.lstrip().startswith("{"):
-            return artifacts_from_simple_json(final, text, name, version)
-        return artifacts_from_simple_html(final, text, name, version)
-
-    def _folder_listing(self, index: str) -> frozenset[str] | None:
-        """The projects of a simple index on disk, listed once (None: no such folder).
-
-        Why: asking the disk for each of 150 projects, most of them absent from a small local
-        index, cost more system calls than the whole network part of a cold snapshot.
-        """
-        listed = self._listings.get(index, False)
-        if listed is False:
-            try:
-                names = os.listdir(urllib.parse.unquote(urllib.parse.urlsplit(index).path))
-            except OSError as exc:
-                LOG.debug("local index %s skipped: %s", redact(index), exc.strerror or exc)
-                listed = None
-            else:
-                listed = frozenset(canonicalize_name(n) for n in names)
-            self._listings[index] = listed
-        return listed
-
-    def _from_page(self, source: Source, name: str, version: str) -> list[Artifact]:
-        if source.location.startswith("file:"):
-            path = Path(urllib.parse.unquote(urllib.parse.urlsplit(source.location).path))
-            return artifacts_from_simple_html(source.location, path.read_text("utf-8", "replace"), name, version)
-        status, text, final = self._fetch(source.location, source.location)
-        if status != 200:
-            raise RequestFailed("status", source.location, f"HTTP {status}", status=status)
-        return artifacts_from_simple_html(final, text, name, version)
 
     def _sources(self, name: str, version: str) -> tuple[list[Source], bool]:
         """Where to look, in order, and whether the first source that has the release ends the search."""
@@ -300,8 +220,8 @@ class ArtifactResolver:
         if source.kind == "links-dir":
             return self._from_folders(name, version)
         if source.kind == "links-page":
-            return self._from_page(source, name, version)
-        return self._from_index(source.location, name, version)
+            return self.pages.from_page(source.location, name, version)
+        return self.pages.from_index(source.location, name, version)
 
     def resolve_one(self, name: str, version: str, *, store: bool = True) -> Release:
         cached = self._cached(name, version)

@@ -63,7 +63,7 @@ def test_simple_html_index_on_disk(tmp_path: Path) -> None:
         '<a href="demo_pkg-1.0-py2-none-any.whl#md5=abc">md5 only: no pin possible</a>'
         "</body></html>"))
     resolver = ArtifactResolver(tmp_path / "cache", extra_indexes=[index], offline=False)
-    artifacts = resolver._from_index(index, "demo-pkg", "1.0")
+    artifacts = resolver.pages.from_index(index, "demo-pkg", "1.0")
     assert {(a.filename, a.sha256) for a in artifacts} == {("demo_pkg-1.0-py3-none-any.whl", "1" * 64),
                                                            ("demo_pkg-1.0.tar.gz", "2" * 64)}
     relative = next(a for a in artifacts if a.filename.endswith(".whl"))
@@ -77,7 +77,7 @@ def test_simple_json_index_is_read_too(tmp_path: Path) -> None:
          "hashes": {"sha256": "4" * 64}, "size": 123},
         {"filename": "demo_pkg-1.0.tar.gz", "url": "https://files.example/a.tar.gz", "hashes": {"md5": "x"}}]})
     index = simple_index(tmp_path / "simple", "demo-pkg", body)
-    artifacts = ArtifactResolver(tmp_path / "cache")._from_index(index, "demo-pkg", "1.0")
+    artifacts = ArtifactResolver(tmp_path / "cache").pages.from_index(index, "demo-pkg", "1.0")
     assert [(a.filename, a.sha256, a.size) for a in artifacts] == [("demo_pkg-1.0-py3-none-any.whl", "4" * 64, 123)]
 
 

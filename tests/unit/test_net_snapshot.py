@@ -299,14 +299,22 @@ def test_json_pages_are_read_only_around_the_version(tmp_path: Path) -> None:
             entries.append({"core-metadata": {"sha256": "0" * 64}, "filename": filename,
                             "hashes": {"sha256": str(len(entries) % 10) * 64}, "requires-python": ">=3.1.0",
                             "size": 10, "url": f"../../f/{filename}", "yanked": False})
-    entries.append({"url": "x/demo-pkg-1.0.tar.gz", "hashes": {"sha256": "f" * 64}, "filename": "demo-pkg-1.0.tar.gz"})
+    entries.append({"url": "x/demo-pkg-1.0.tar.gz", "hashes": {"sha256": "f" * 64}, "filename": "demo-pkg-1.0.tar.gz",
+                    "yanked": "a reason longer than the first window the bytes reader decodes " * 200})
+    pages: list[str | bytes] = []
     for indent in (None, 2):
         text = json.dumps({"meta": {"api-version": "1.1"}, "files": entries}, indent=indent)
+        pages += [text, text.encode(), text.replace("reason", "r\u00e9ason").encode()]  # not ASCII: parsed whole
+    for text in pages:
         found = artifacts_from_simple_json("https://idx.example/simple/demo-pkg/", text, "demo-pkg", "1.0")
         assert sorted(a.filename for a in found) == ["demo-pkg-1.0.tar.gz", "demo_pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.whl",
                                                      "demo_pkg-1.0-py3-none-any.whl"]
         assert {a.url for a in found} >= {"https://idx.example/f/demo_pkg-1.0-py3-none-any.whl"}
         assert artifacts_from_simple_json("https://i/", text, "demo-pkg", "3.0") == []
+    from envcap.snapshot.sources import _entries_near, _entries_near_bytes
+
+    assert _entries_near_bytes(pages[2], ["-1.0"]) is None  # not ASCII: the whole page is parsed instead
+    assert _entries_near_bytes(pages[1], ["-1.0"]) == _entries_near(str(pages[0]), ["-1.0"])
 
 
 def test_early_pins_come_from_dist_info_names_and_skip_local_installs(target: Path) -> None:
@@ -345,6 +353,28 @@ def test_no_early_lookups_once_something_is_cached(tmp_path: Path, target: Path,
     again.start()
     assert again.resolver is not None and not again.resolver._futures
     assert _EarlyLookups(sys.executable + "-not-in-a-venv/x/y", tmp_path, offline=True).resolver is None
+
+
+def test_a_warm_start_reads_the_guessed_pins_from_the_cache_while_the_probe_runs(tmp_path: Path, target: Path,
+                                                                                hermetic: Path) -> None:
+    """The releases are built during start(); resolve() then only hands them out (under the asked name)."""
+    import shutil
+
+    from envcap.snapshot import _EarlyLookups
+    from envcap.snapshot.hashes import Release
+
+    first = _EarlyLookups(str(target / "bin" / "python"), tmp_path / "cache", offline=True)
+    first.start()
+    assert first.resolver is not None
+    first.resolver._store(Release("demo-pkg", "1.0", (Artifact("demo_pkg-1.0-py3-none-any.whl", "a" * 64),)))
+    first.close()
+    again = _EarlyLookups(str(target / "bin" / "python"), tmp_path / "cache", offline=True)
+    again.start()
+    assert again.resolver is not None
+    shutil.rmtree(again.resolver.cache_root)  # what start() read is all resolve() may use now
+    found = again.resolver.resolve([("demo-pkg", "1.0"), ("Demo_Pkg", "1.0")])
+    assert [r.name for r in found.values()] == ["demo-pkg", "Demo_Pkg"]
+    assert all(r.artifacts[0].sha256 == "a" * 64 and r.source == "cache" for r in found.values())
 
 
 @pytest.mark.network

@@ -335,3 +335,29 @@ def test_verbose_build_log_lines_are_redacted(capsys: pytest.CaptureFixture[str]
     progress.build_event(BuildEvent("log", "Collecting x from https://u:PLANTEDpw123@idx.example/simple/x"))
     progress.build_event(BuildEvent("step", "RUN echo Bearer PLANTEDbearerVALUE123", step=1, total=2))
     assert "PLANTED" not in capsys.readouterr().err
+
+
+# The words of the prefilter, their parts and case variants, and characters whose case folding is
+# not ASCII's (the Kelvin sign, the long s, dotless i): where the fast path could disagree.
+_PREFILTER_ALPHABET = st.sampled_from(
+    ["a", "b", "e", "g", "h", "i", "k", "p", "s", "t", "w", "x", "y", "z", "_", "-", "/", ".", ":", "0", "@", "?",
+     "=", "A", "B", "K", "S", "J", "\u212a", "\u017f", "\u0131", "\u0130", "\u00e9",
+     *_probe._MAYBE_SECRET_WORDS, *(w.upper() for w in _probe._MAYBE_SECRET_WORDS),
+     *(w.title() for w in _probe._MAYBE_SECRET_WORDS)])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(parts=st.lists(_PREFILTER_ALPHABET, max_size=12))
+def test_the_fast_prefilter_answers_as_the_regex_does(parts: list[str]) -> None:
+    """may_hold_secret skips the regex for ASCII text; its answer must stay the regex's, or a secret
+    that only the regex saw would be written as it is."""
+    text = "".join(parts)
+    assert _probe.may_hold_secret(text) == bool(_probe._MAYBE_SECRET_RE.search(text)), text
+
+
+def test_the_fast_prefilter_keeps_plain_artifact_urls_whole() -> None:
+    url = ("https://files.pythonhosted.org/packages/ab/cd/0123456789abcdef0123456789abcdef0123456789abcdef0123"
+           "456789ab/numpy-2.4.6-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")
+    assert not _probe.may_hold_secret(url)
+    assert _probe.may_hold_secret(url + "?X-Amz-Signature=abc") and _probe.may_hold_secret("https://u@h/x")
+    assert _probe.may_hold_secret("MIG-1234") and _probe.may_hold_secret("\u212aey")  # Kelvin sign: the regex's case

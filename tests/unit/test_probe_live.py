@@ -184,6 +184,39 @@ def test_a_corrupt_probe_cache_is_ignored(tmp_path: Path) -> None:
     assert json.loads(cache_file.read_text())["probe_version"] == facts["probe_version"]
 
 
+def test_the_compiled_probe_answers_as_the_script_does(tmp_path: Path) -> None:
+    """With a cache the probe runs from a compiled copy (-c LOADER): the same facts as ``python _probe.py``,
+    and the working folder is not on its sys.path (a dist-info there would otherwise be listed)."""
+    stray = tmp_path / "stray_dist-9.9.dist-info"
+    stray.mkdir()
+    (stray / "METADATA").write_text("Metadata-Version: 2.1\nName: stray-dist\nVersion: 9.9\n", "utf-8")
+    first = run_probe(SYSTEM_PYTHON, cache_root=tmp_path / "cache", cwd=str(tmp_path))
+    (copy,) = (tmp_path / "cache" / "probe").glob("*.code")
+    second = run_probe(SYSTEM_PYTHON, cache_root=tmp_path / "cache", cwd=str(tmp_path))
+    plain = json.loads(subprocess.run([SYSTEM_PYTHON, str(PROBE_SCRIPT), "--cwd", str(tmp_path)], cwd=tmp_path,
+                                      capture_output=True, text=True, check=True).stdout)
+    for section in ("python", "distributions", "pip_config", "os", "env", "git"):
+        assert first[section] == second[section] == plain[section], section
+    assert "stray-dist" not in dist_names(first)
+    assert copy.read_bytes().startswith(hashlib.sha256(PROBE_SCRIPT.read_bytes()).hexdigest().encode())
+
+
+@pytest.mark.parametrize("damage", [b"", b"garbage\n\x00\x01", b"0" * 64 + b"|other-tag|0|'x'\n\xe3\x00"])
+def test_a_damaged_or_foreign_compiled_probe_is_compiled_again(tmp_path: Path, damage: bytes) -> None:
+    run_probe(sys.executable, cache_root=tmp_path / "cache", cwd=str(tmp_path))
+    (copy,) = (tmp_path / "cache" / "probe").glob("*.code")
+    good = copy.read_bytes()
+    copy.write_bytes(damage + good[len(damage):] if damage.startswith(b"0") else damage)
+    facts = run_probe(sys.executable, cache_root=tmp_path / "cache", cwd=str(tmp_path))
+    assert facts["python"]["executable"] and copy.read_bytes() == good
+
+
+def test_the_probe_runs_as_a_script_when_its_cache_folder_cannot_be_made(tmp_path: Path) -> None:
+    (tmp_path / "cache").write_text("a file where the cache folder would be", "utf-8")
+    facts = run_probe(sys.executable, cache_root=tmp_path / "cache", cwd=str(tmp_path))
+    assert facts["python"]["executable"]
+
+
 @pytest.fixture
 def git_repo(tmp_path: Path) -> Path:
     repo = tmp_path / "work"
@@ -248,3 +281,30 @@ def test_probe_script_is_stdlib_only() -> None:
 def test_probe_error_for_a_missing_interpreter(tmp_path: Path) -> None:
     with pytest.raises(ProbeError, match="does not exist"):
         run_probe(str(tmp_path / "nope" / "python"))
+
+
+def test_git_is_asked_only_where_a_work_tree_may_be(git_repo: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside any repository the probe answers None without starting git (what git status says there);
+    a subfolder of a work tree, a bare repository and GIT_DIR all still ask git."""
+    from envcap.probe import _probe
+
+    monkeypatch.delenv("GIT_DIR", raising=False)
+    monkeypatch.delenv("GIT_WORK_TREE", raising=False)
+    (git_repo / "sub").mkdir()
+    bare = tmp_path / "bare.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    outside = tmp_path / "plain" / "deeper"
+    outside.mkdir(parents=True)
+    assert _probe.may_be_in_repository(str(git_repo / "sub")) and _probe.may_be_in_repository(str(bare))
+    assert run_probe(sys.executable, cwd=str(git_repo / "sub"))["git"]["root"] == str(git_repo)
+    if not _probe.may_be_in_repository(str(tmp_path)):  # tmp_path may itself sit inside a work tree
+        assert not _probe.may_be_in_repository(str(outside))
+
+        def no_git(*args: object, **kwargs: object) -> list[None]:
+            raise AssertionError("git was started outside any repository")
+
+        monkeypatch.setattr(_probe, "run_many", no_git)
+        assert _probe.git_facts(str(outside)) is None
+        monkeypatch.setenv("GIT_DIR", str(git_repo / ".git"))
+        assert _probe.may_be_in_repository(str(outside))

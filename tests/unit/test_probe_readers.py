@@ -147,6 +147,19 @@ def test_body_text_that_looks_like_a_header_is_not_read(probe: ModuleType, site:
     assert by_name(probe.distributions_facts([str(site)]))["requested-pkg"]["version"] == "1.0"
 
 
+def test_header_reading_skips_other_headers_and_stops_at_the_body(probe: ModuleType) -> None:
+    """The fast path passes over lines that start with another letter and splits only the header block;
+    what it reads must stay what the plain line-by-line reading gave."""
+    text = ("Metadata-Version: 2.1\r\nClassifier: Name: not-this\nname : First_Name\nName: second\n"
+            "Summary: Version: 0\n  Version: continuation\nVERSION:\t1.0.post1 \nRequires-Dist: Dep_A>=1\n"
+            "requires-dist: dep.b ; extra == 'Fast_IO'\n\x0cVersion: 7\n \nRequires-Dist: after-blank\n\n"
+            "Name: body\nVersion: 9\n")
+    requires: list[tuple[str, str | None]] = []
+    assert probe.parse_metadata_headers(text, requires) == {"name": "First_Name", "version": "1.0.post1"}
+    assert requires == [("dep-a", None), ("dep-b", "fast-io")]
+    assert probe.parse_metadata_headers("Name: x\nVersion: 1") == {"name": "x", "version": "1"}
+
+
 def test_egg_info_folder_and_bare_file(probe: ModuleType, site: Path) -> None:
     dists = by_name(probe.distributions_facts([str(site)]))
     assert dists["legacy-egg"]["metadata_format"] == "egg-info"

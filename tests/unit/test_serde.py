@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from envcap._serde import ShapeError, from_json, to_json
-from envcap.lock import Blas, CudaStack, Distribution, GpuDevice, Snapshot
+from envcap.lock import Blas, CudaStack, Distribution, GpuDevice, Snapshot, canonical_json
 
 
 def shape_error(cls: type, data: object) -> ShapeError:
@@ -68,3 +72,32 @@ def test_shape_error_shows_short_values_only() -> None:
     error = shape_error(GpuDevice, {"index": "y" * 1000 + "\n", "name": "x"})
     assert error.path == "index"
     assert len(str(error)) < 120 and "\n" not in str(error)
+
+
+# -- canonical JSON: the lock's bytes are json.dumps's, written by a faster hand ----------------------
+_JSON_SCALARS = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True)
+                 | st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from(['"', "\\", "\x7f", "\n"])))
+_JSON_VALUES = st.recursive(_JSON_SCALARS, lambda inner: st.lists(inner, max_size=4)
+                            | st.dictionaries(st.text(max_size=6), inner, max_size=4), max_leaves=30)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=_JSON_VALUES)
+def test_canonical_json_writes_the_bytes_json_dumps_writes(value: object) -> None:
+    expected = json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    assert canonical_json(value) == expected
+
+
+def test_canonical_json_leaves_unusual_values_to_json_dumps() -> None:
+    class Text(str):
+        pass
+
+    deep: list[object] = []
+    cursor = deep
+    for _ in range(40):  # deeper than the fast writer's table of indents
+        cursor.append([])
+        cursor = cursor[0]  # type: ignore[assignment]
+    for value in ({"a": Text("x"), "t": (1, 2.5)}, {1: "int key"}, deep, [float("nan")]):
+        assert canonical_json(value) == json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    with pytest.raises(TypeError):
+        canonical_json({"x": object()})
