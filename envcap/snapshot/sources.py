@@ -11,9 +11,10 @@ import json
 import os
 import re
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import AnyStr
 
 from packaging.utils import (
     InvalidSdistFilename,
@@ -86,7 +87,7 @@ def artifacts_from_simple_json(base_url: str, text: str | bytes, name: str, vers
     are even decoded to text (49 MB of pages cost a cold snapshot 30 ms to decode whole).
     """
     needles = _version_needles(version)
-    entries = _entries_near_bytes(text, needles) if isinstance(text, bytes) else _entries_near(text, needles)
+    entries = _entries_near(text, needles)
     if entries is None:
         data = json.loads(text.decode("utf-8", "replace") if isinstance(text, bytes) else text)
         files = data.get("files") if isinstance(data, dict) else None
@@ -181,59 +182,38 @@ def _version_needles(version: str) -> list[str]:
     return [f"-{s}" for s in dict.fromkeys(spellings)]
 
 
-def _entries_near(text: str, needles: Sequence[str]) -> list[dict[str, object]] | None:
+def _entries_near(page: str | bytes, needles: Sequence[str]) -> list[dict[str, object]] | None:
     """The file objects that hold a needle, decoded alone; None when unsure (the caller parses all).
 
     From each hit, the enclosing object is found by decoding from the nearest ``{`` before it,
-    then the one before that, until an object with a ``filename`` spans the hit.
+    then the one before that, until an object with a ``filename`` spans the hit. On bytes, each
+    candidate is decoded from a window that grows until it holds the whole object, and a page that
+    is not plain ASCII is parsed whole (an offset in text is then one in bytes).
     """
-    root = text.find("{")
-    entries: dict[int, dict[str, object]] = {}
-    hits = 0
-    for needle in needles:
-        position = text.find(needle)
-        while position != -1:
-            hits += 1
-            start = position
-            for _ in range(8):
-                start = text.rfind("{", 0, start)
-                if start <= root:
-                    return None
-                try:
-                    value, end = _DECODER.raw_decode(text, start)
-                except ValueError:
-                    continue
-                if end > position and isinstance(value, dict) and "filename" in value:
-                    entries[start] = value
-                    position = end - 1
-                    break
-            else:
-                return None
-            position = text.find(needle, position + 1)
-    return list(entries.values()) if hits else None
+    if isinstance(page, bytes):
+        try:
+            return _scan(page, [needle.encode("utf-8") for needle in needles], b"{", _decode_object_at)
+        except _NotAscii:
+            return None
+    return _scan(page, needles, "{", _DECODER.raw_decode)
 
 
-def _entries_near_bytes(page: bytes, needles: Sequence[str]) -> list[dict[str, object]] | None:
-    """``_entries_near`` on the bytes of a page: each candidate object is decoded from a window that
-    grows until it holds the whole object. None (parse all) where the page is not plain ASCII, so an
-    offset in text is one in bytes and the answer is the one the decoded page would give."""
-    root = page.find(b"{")
+def _scan(page: AnyStr, tokens: Sequence[AnyStr], brace: AnyStr,
+          decode: Callable[[AnyStr, int], tuple[object, int]]) -> list[dict[str, object]] | None:
+    root = page.find(brace)
     entries: dict[int, dict[str, object]] = {}
     hits = 0
-    for needle in needles:
-        token = needle.encode("utf-8")
+    for token in tokens:
         position = page.find(token)
         while position != -1:
             hits += 1
             start = position
             for _ in range(8):
-                start = page.rfind(b"{", 0, start)
+                start = page.rfind(brace, 0, start)
                 if start <= root:
                     return None
                 try:
-                    value, end = _decode_object_at(page, start)
-                except _NotAscii:
-                    return None
+                    value, end = decode(page, start)
                 except ValueError:
                     continue
                 if end > position and isinstance(value, dict) and "filename" in value:

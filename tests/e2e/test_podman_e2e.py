@@ -31,6 +31,7 @@ from envcap.lock.disposition import pins
 from envcap.replay import REPLAY_LABEL
 from tests.e2e.conftest import PodmanService
 from tests.e2e.test_build_e2e import LIST_DISTRIBUTIONS, inside, make_venv
+from tests.e2e.workloads import SLEEPER
 
 pytestmark = [pytest.mark.e2e, pytest.mark.podman, pytest.mark.slow, pytest.mark.network]
 
@@ -39,14 +40,6 @@ WORKLOAD = ("import json, pathlib, sys, numpy\n"
             "out = pathlib.Path('out'); out.mkdir(exist_ok=True)\n"
             "(out / 'result.json').write_text(json.dumps({'sum': float(numpy.arange(10).sum()), 'args': sys.argv[1:]}))\n"
             "print('wrote', out / 'result.json', flush=True)\n")
-SLEEPER = ("import sys, time\n"
-           "print('ready', flush=True)\n"
-           "try:\n"
-           "    time.sleep(120)\n"
-           "except KeyboardInterrupt:\n"
-           "    open('saw-sigint.txt', 'w').write('yes')\n"
-           "    print('saving a checkpoint before exiting', flush=True)\n"
-           "    sys.exit(130)\n")
 
 
 def envcap(*args: str, cwd: Path, host: str, timeout: float = 600,

@@ -23,6 +23,7 @@ import pytest
 from envcap.engine import ContainerEngine, connect
 from envcap.replay import REPLAY_LABEL
 from envcap.workload import hook
+from tests.e2e.workloads import SLEEPER
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.network]
 
@@ -162,16 +163,8 @@ def test_missing_image_gives_a_sentence_and_exit_9(project: Path) -> None:
 
 
 def test_ctrl_c_reaches_the_workload_and_leaves_no_container(project: Path, engine: ContainerEngine) -> None:
-    code = ("import sys, time\n"
-            "print('ready', flush=True)\n"
-            "try:\n"
-            "    time.sleep(120)\n"
-            "except KeyboardInterrupt:\n"
-            "    open('saw-sigint.txt', 'w').write('yes')\n"
-            "    print('saving a checkpoint before exiting', flush=True)\n"
-            "    sys.exit(130)\n")
     process = subprocess.Popen([sys.executable, "-m", "envcap", "replay", str(project / ".envcap"), "--",
-                                "python", "-c", code], cwd=project, stdout=subprocess.PIPE,
+                                "python", "-c", SLEEPER], cwd=project, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     try:
         assert process.stdout is not None
