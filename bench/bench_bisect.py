@@ -176,7 +176,7 @@ def main() -> int:
     args = parser.parse_args()
     project, a, _ = setup(args.base_image)
 
-    print("numeric fingerprint (median of %d, seconds):" % args.rounds)
+    print(f"numeric fingerprint (median of {args.rounds}, seconds):")
     pythons = [("numpy+scipy (scikit-learn A)", a)]
     if args.torch and Path(TORCH_WHEEL).exists():
         pythons.append(("torch CPU + numpy", VenvCache(WORK / "venvs").python([TORCH_WHEEL, "numpy==2.2.6"])))

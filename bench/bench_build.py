@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _setup import byte_compile_envcap
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 WORK = HERE / ".work" / "build"
@@ -144,6 +146,7 @@ def main() -> int:
     if base is None:
         raise SystemExit(f"no image {args.base_image}; run scripts/ensure-docker.sh first")
     python = setup()
+    byte_compile_envcap()
     runs = WORK / "runs"
     shutil.rmtree(runs, ignore_errors=True)
     warm_cache = runs / "warm-cache"

@@ -35,6 +35,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from _setup import byte_compile_envcap
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 WORK = HERE / ".work" / "replay"
@@ -95,6 +97,7 @@ def main() -> int:
     args = parser.parse_args()
     runs = max(5, args.runs)
     image = setup(args.base_image)
+    byte_compile_envcap()
     project = str(PROJECT)
     cases = {
         "docker run": ["docker", "run", "--rm", "--init", "-v", f"{project}:{project}", "-w", project,

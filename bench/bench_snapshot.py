@@ -39,6 +39,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from _setup import byte_compile_envcap
+
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work"
 VENV = WORK / "mlvenv"
@@ -409,6 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.build_only:
         return 0
     cli = envcap_cli()
+    byte_compile_envcap()
     medians: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="envcap-bench-") as tmp_name:
         tmp = Path(tmp_name)
