@@ -227,8 +227,10 @@ def test_a_second_replay_of_the_image_starts_no_probe_container_and_changes_noth
     """The image's facts are kept from the first replay; the second runs only the workload's container, with the
     launcher in front of it (it reads the machine, then execs the command). The workload's process (environment,
     signal dispositions, parent, arguments) and snapshot B are the same either way."""
-    show = ("sh", "-c", "grep -E '^(Sig|PPid)' /proc/self/status; env | sort | grep -v '^HOSTNAME='; echo $0 $# \"$1\"",
-            "zero", "one arg")
+    # The status is read by the workload's own process (exec), once the shell has no child left: a shell's mask
+    # changes while it waits for one.
+    show = ("sh", "-c", "env | sort | grep -v '^HOSTNAME='; echo $0 $# \"$1\"; "
+            "exec grep -E '^(Sig(Blk|Ign|Cgt)|PPid)' /proc/self/status", "zero", "one arg")
     env = dict(os.environ, ENVCAP_CACHE_DIR=str(tmp_path / "cache"))
     runs = [subprocess.run([sys.executable, "-m", "envcap", "-v", "replay", str(project / ".envcap"), "--", *show],
                            cwd=project, env=env, capture_output=True, text=True, timeout=300,
@@ -240,6 +242,7 @@ def test_a_second_replay_of_the_image_starts_no_probe_container_and_changes_noth
     assert launcher in runs[1].stderr and launcher not in runs[0].stderr
     assert runs[0].stdout == runs[1].stdout
     assert "SigIgn:\t0000000000000000" in runs[1].stdout and "zero 1 one arg" in runs[1].stdout
+    assert "PPid:\t1\n" in runs[1].stdout  # the child of the init, as without the launcher (it execs)
     folders = sorted(p for p in (project / ".envcap" / "replays").iterdir() if p.is_dir())[-2:]
     probed, launched = (json.loads((folder / "envcap.lock.json").read_text()) for folder in folders)
     assert probed["digest"] == launched["digest"]  # the same facts (captured_at aside)
