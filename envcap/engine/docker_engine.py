@@ -13,26 +13,33 @@ import json
 import os
 import re
 import shlex
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from envcap import _log
 from envcap.engine import (
-    MANAGED_LABEL,
     OWNER_LABEL,
     BuildEvent,
     Commit,
     ContainerInfo,
     ImageInfo,
     OutputCallback,
-    OutputStream,
     RunResult,
     RunSpec,
     _init,
 )
-from envcap.engine._attach import OutputReader, start_stdin
+from envcap.engine._answers import (
+    EngineFlavour,
+    familiar,
+    flavour_of,
+    image_info,
+    offers_gpus,
+    said,
+    short_reason,
+    split_ref,
+)
+from envcap.engine._attach import create_container, run_attached
 from envcap.engine._buildlog import BuildLog
 from envcap.engine.errors import (
     BuildStepFailed,
@@ -44,71 +51,10 @@ from envcap.engine.errors import (
     ImageMissing,
     ImagePullFailed,
 )
-from envcap.engine.leftovers import BuildJournal, owner_label
+from envcap.engine.leftovers import BuildJournal
 
 LOGGER = _log.get("engine")
-STOP_GRACE_S = 10
 API_VERSION = re.compile(r"\d+\.\d+")
-
-EngineFlavour = Literal["docker", "podman"]
-
-
-def flavour_of(version: Mapping[str, Any]) -> EngineFlavour:
-    """Which engine answers the Docker API, from its ``/version``: Podman names itself in a component
-    ("Podman Engine") and, in some versions, in the platform's name."""
-    platform = version.get("Platform")
-    names = [str(platform.get("Name", "")) if isinstance(platform, dict) else ""]
-    names += [str(part.get("Name", "")) for part in version.get("Components") or () if isinstance(part, dict)]
-    return "podman" if any("podman" in name.lower() for name in names) else "docker"
-
-
-def said(exc: Any) -> str:
-    """The engine's explanation of an API error as one clause: Podman's end in a newline, some in a period."""
-    text = " ".join(str(getattr(exc, "explanation", None) or exc).split())
-    return text.rstrip(".") or type(exc).__name__
-
-
-def familiar(tag: str) -> str:
-    """``docker.io/library/envcap:x`` -> ``envcap:x``: Podman names Docker Hub images in full, Docker does not."""
-    for prefix in ("docker.io/library/", "docker.io/"):
-        if tag.startswith(prefix):
-            return tag[len(prefix):]
-    return tag
-
-
-def split_ref(ref: str) -> tuple[str, str | None]:
-    """``registry:5000/name:tag`` -> (``registry:5000/name``, ``tag``); a digest ref keeps its ``@``."""
-    if "@" in ref:
-        return ref, None
-    slash = ref.rfind("/")
-    colon = ref.rfind(":")
-    if colon > slash:
-        return ref[:colon], ref[colon + 1:]
-    return ref, None
-
-
-REASONS = (("connection refused", "connection refused"), ("no such file", "no such socket"),
-           ("permission denied", "permission denied"), ("timed out", "timed out"), ("timeout", "timed out"),
-           ("name or service not known", "unknown host"), ("nodename nor servname", "unknown host"),
-           ("no such host", "unknown host"), ("ssl", "TLS handshake failed"),
-           # an engine killed in the middle of an answer (urllib3's ProtocolError, a cut chunked stream)
-           ("connection broken", "the connection broke off"), ("incompleteread", "the connection broke off"),
-           ("connection aborted", "the connection broke off"), ("connection reset", "the connection broke off"),
-           ("remote end closed", "the connection broke off"), ("chunkedencodingerror", "the connection broke off"),
-           ("protocolerror", "the connection broke off"))
-
-
-def short_reason(exc: BaseException) -> str:
-    """A few words for the user instead of urllib3's nested retry message."""
-    text = f"{exc} {type(exc).__name__}".lower()
-    for needle, reason in REASONS:
-        if needle in text:
-            return reason
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    if status is not None:
-        return f"it answered HTTP {status}, so it is not a Docker-compatible engine"
-    return type(exc).__name__
-
 
 class DockerEngine:
     """One engine endpoint; the SDK client is created lazily and re-created after a cancelled build."""
@@ -258,7 +204,7 @@ class DockerEngine:
                 if exc.status_code in (400, 404) or "invalid reference format" in said(exc):
                     return None  # an invalid reference is not an image the engine has (Podman: HTTP 500)
                 raise
-        return _image_info(data)
+        return image_info(data)
 
     def pull(self, ref: str) -> ImageInfo:
         import docker
@@ -356,20 +302,7 @@ class DockerEngine:
     def gpu_runtime_available(self) -> bool:
         with self._talking("info (GPU runtimes)"):
             info = self.api.info()
-        runtimes = info.get("Runtimes") or {}
-        if any("nvidia" in name for name in runtimes) or "nvidia" in str(info.get("DefaultRuntime", "")):
-            return True
-        for device in info.get("DiscoveredDevices") or []:  # Docker 28+: CDI devices it found
-            if "nvidia.com/gpu" in str(device.get("ID", "")):
-                return True
-        spec_dirs = info.get("CDISpecDirs") or []
-        if spec_dirs and self.endpoint.startswith("unix://"):
-            for folder in spec_dirs:
-                with contextlib.suppress(OSError):
-                    for entry in os.scandir(folder):
-                        if "nvidia" in entry.name:
-                            return True
-        return False
+        return offers_gpus(info, local=self.endpoint.startswith("unix://"))
 
     def containers(self, label: str) -> list[str]:
         with self._talking(f"list containers {label}"):
@@ -457,7 +390,7 @@ class DockerEngine:
             labels = {OWNER_LABEL: "", **commit.labels}
             changes += [f"LABEL {json.dumps(name)}={json.dumps(value)}" for name, value in labels.items()]
             made = self.api.commit(container_id, repository=commit.repository, tag=commit.tag, changes=changes)
-            return _image_info(self.api.inspect_image(str(made["Id"])))
+            return image_info(self.api.inspect_image(str(made["Id"])))
 
     # -- run helpers ------------------------------------------------------------------------
     def _create_with_init(self, spec: RunSpec) -> str:
@@ -487,112 +420,16 @@ class DockerEngine:
         return "check the image and the run's options"
 
     def _create(self, spec: RunSpec) -> str:
-        import docker
-
-        api = self.api
-        mounts = [docker.types.Mount(target=m.target, source=m.source, type="bind", read_only=m.read_only)
-                  for m in spec.mounts]
-        host_config = api.create_host_config(
-            mounts=mounts or None,
-            device_requests=[docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if spec.gpus else None,
-            network_mode="none" if spec.network_disabled else None,
-            init=True if spec.init and not self._stand_in_init else None,
-        )
-        wants_stdin = spec.stdin_data is not None or spec.interactive
-        command, entrypoint = list(spec.command), list(spec.entrypoint) if spec.entrypoint is not None else None
-        if spec.init and self._stand_in_init:
-            entrypoint, command = _init.wrap(entrypoint, command, self._image_config(spec.image))
-        if spec.commit is not None and entrypoint is not None and not self._image_config(spec.image).get("Entrypoint"):
-            # A committed image keeps the container's entrypoint unless it is replaced by a non-empty one, and
-            # "none" cannot be written back: an image without one runs the script as its command instead.
-            command, entrypoint = [*entrypoint, *command], None
-        created = api.create_container(
-            image=spec.image,
-            command=command or None,
-            entrypoint=entrypoint,
-            working_dir=spec.workdir,
-            user=spec.user or "",
-            environment=dict(spec.env) or None,
-            labels={MANAGED_LABEL: "true", **owner_label(), **spec.labels},
-            tty=spec.tty,
-            stdin_open=wants_stdin,
-            host_config=host_config,
-        )
-        return str(created["Id"])
+        return create_container(self.api, spec, stand_in_init=self._stand_in_init,
+                                image_config=lambda: self._image_config(spec.image))
 
     def _run_created(self, container_id: str, spec: RunSpec, on_output: OutputCallback | None) -> RunResult:
-        import docker
+        def could_not_start(exc: Exception) -> ContainerFailed:
+            return ContainerFailed(f"the engine could not start a container from {spec.image}: {said(exc)}.",
+                                   hint=self._container_hint(spec, said(exc)))
 
-        api = self.api
-        wants_stdin = spec.stdin_data is not None or spec.interactive
-        out = bytearray()
-        err = bytearray()
         with self._talking(f"attach and start {container_id[:12]}"):
-            try:
-                sock = api.attach_socket(container_id, params={"stdin": 1 if wants_stdin else 0, "stdout": 1,
-                                                               "stderr": 1, "stream": 1})
-            except docker.errors.APIError as exc:  # Podman prepares the container here: a bad --user fails now
-                raise ContainerFailed(f"the engine could not start a container from {spec.image}: "
-                                      f"{said(exc)}.", hint=self._container_hint(spec, said(exc))) from None
-            raw = getattr(sock, "_sock", sock)
-            with contextlib.suppress(Exception):
-                raw.settimeout(None)  # a quiet workload is not a dead engine
-            try:
-                api.start(container_id)
-            except docker.errors.APIError as exc:
-                raise ContainerFailed(f"the engine could not start a container from {spec.image}: "
-                                      f"{said(exc)}.", hint=self._container_hint(spec, said(exc))) from None
-            feeder = start_stdin(raw, spec) if wants_stdin else None
-            first = bytearray()  # the start of its error output: an init that could not start the command says so
-
-            def heard(chunk: bytes, stream: OutputStream) -> None:
-                if len(first) < 512 and (stream == "stderr" or spec.tty):
-                    first.extend(chunk[:512])
-                if on_output is not None:
-                    on_output(chunk, stream)
-                else:
-                    (err if stream == "stderr" else out).extend(chunk)
-
-            reader = OutputReader(sock, spec.tty, heard, out, err)
-            reader.start()
-            try:
-                while not reader.finished.wait(0.2):  # the main thread waits where Ctrl-C can reach it
-                    pass
-            except KeyboardInterrupt:
-                self._interrupt(container_id, reader)
-                raise
-            finally:
-                with contextlib.suppress(Exception):
-                    sock.close()
-            if isinstance(reader.failure, KeyboardInterrupt):  # raised by the on_output callback
-                self._interrupt(container_id, reader)
-                raise reader.failure
-            if reader.failure is not None:
-                raise reader.failure
-            if feeder is not None:
-                feeder.join(timeout=1)
-            status = api.wait(container_id)
-            state = api.inspect_container(container_id).get("State", {})
-        code = int(status.get("StatusCode", -1))
-        if spec.init and code == 1:
-            code = _init.exec_failure(bytes(first)) or code  # catatonit's 1 for "no such command" is 127 elsewhere
-        return RunResult(exit_code=code, stdout=bytes(out), stderr=bytes(err),
-                         oom_killed=bool(state.get("OOMKilled")), container_id=container_id)
-
-    def _interrupt(self, container_id: str, reader: OutputReader) -> None:
-        """Ctrl-C: pass SIGINT to the workload and keep streaming what it prints while it shuts down,
-        for a grace period; a second Ctrl-C, or the end of the grace period, stops it for good."""
-        with contextlib.suppress(Exception):
-            self.api.kill(container_id, signal="SIGINT")
-        deadline = time.monotonic() + STOP_GRACE_S
-        try:
-            while not reader.finished.wait(0.2) and time.monotonic() < deadline:
-                pass
-        except KeyboardInterrupt:
-            pass
-        if not reader.finished.is_set():
-            with contextlib.suppress(Exception):
-                self.api.kill(container_id)
+            return run_attached(self.api, container_id, spec, on_output, could_not_start)
 
     def _remove_despite_interrupts(self, container_id: str) -> None:
         """Removal must happen even when Ctrl-C is pressed again meanwhile (it takes well under a second)."""
@@ -604,12 +441,3 @@ class DockerEngine:
                 continue
             except EngineError:  # a container we cannot remove must not hide the run's result
                 return
-
-
-def _image_info(data: dict[str, Any]) -> ImageInfo:
-    config = data.get("Config") or {}
-    return ImageInfo(id=str(data.get("Id", "")), tags=tuple(familiar(str(t)) for t in data.get("RepoTags") or ()),
-                     labels=dict(config.get("Labels") or {}), size=data.get("Size"),
-                     digests=tuple(str(d) for d in data.get("RepoDigests") or ()),
-                     entrypoint=tuple(str(part) for part in config.get("Entrypoint") or ()))
-
