@@ -82,7 +82,7 @@ def original_environment() -> Mapping[bytes, bytes]:
 
 
 def default_signals() -> None:
-    for name in ("SIGINT", "SIGPIPE", "SIGXFZ", "SIGXFSZ"):
+    for name in ("SIGINT", "SIGPIPE", "SIGXFSZ"):
         number = getattr(signal, name, None)
         if number is not None:
             signal.signal(number, signal.SIG_DFL)
