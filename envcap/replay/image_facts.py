@@ -29,14 +29,18 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from envcap import _log
-from envcap.engine import RunSpec
+from envcap.engine import ContainerEngine, RunSpec
 from envcap.errors import EnvcapError
 from envcap.fs import atomic_write, cache_dir
+from envcap.probe import probe_source
 from envcap.probe._probe import HOST_SECTIONS
+from envcap.replay.container_probe import ProbeJob, probe_argv
+from envcap.replay.image import ReplayImage
 
 LOGGER = _log.get("replay")
 FORMAT = 1  # bump when what is kept, or how it is keyed, changes meaning
@@ -165,3 +169,50 @@ def interpreter(image: Mapping[str, Any]) -> str:
     python = image.get("python")
     assert isinstance(python, dict)
     return str(python["executable"])
+
+
+# -- what a replay does with them ------------------------------------------------------------
+@dataclass(frozen=True)
+class KeptFacts:
+    """The image's part of snapshot B as an earlier replay read it (``image_facts``), and where it is kept."""
+
+    key: str | None  # None: this replay's reading is not to be kept (deep, GPUs)
+    facts: dict[str, Any] | None  # found under key, and usable: the launcher can read the machine's part
+
+    @property
+    def launcher(self) -> str | None:
+        return interpreter(self.facts) if self.facts is not None else None
+
+
+def kept_facts(engine: ContainerEngine, base: RunSpec, image: ReplayImage, *, deep: bool) -> KeptFacts:
+    """The image's facts from an earlier replay with the same run options, when this replay can use them.
+
+    Only for an image without an entrypoint of its own: the launcher, which reads the machine's
+    facts, runs where that entrypoint would. Deep readings are never kept.
+    """
+    if deep:
+        return KeptFacts(None, None)
+    key = cache_key(engine.endpoint, base, probe_argv(deep=False), probe_source())
+    facts = load(key)
+    if facts is None:
+        return KeptFacts(key, None)
+    entrypoint = image.entrypoint
+    if entrypoint is None:  # found by its label (a list does not say): ask
+        info = engine.image(image.id)
+        entrypoint = info.entrypoint if info is not None else None
+    if entrypoint != ():
+        LOGGER.debug("the image has an entrypoint of its own: probed beside the workload")
+        return KeptFacts(key, None)
+    LOGGER.debug("the image's facts as an earlier replay read them (%s); the machine's read by the launcher",
+                 key[:12])
+    return KeptFacts(key, facts)
+
+
+def keep(kept: KeptFacts, probe: ProbeJob, base: RunSpec) -> None:
+    """Keeps the image's part of what the probe read, for the next replay of this image with these options."""
+    if kept.key is None or probe.facts is None:
+        return
+    part = image_part(probe.facts, [mount.target for mount in base.mounts])
+    if part is not None:
+        store(kept.key, part)
+        LOGGER.debug("kept the image's facts for the next replay with these options (%s)", kept.key[:12])

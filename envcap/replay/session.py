@@ -35,10 +35,9 @@ from envcap.errors import EnvcapError, OutputError, PreflightError
 from envcap.fs import atomic_write
 from envcap.lock import Cpu, GitState, Gpu, Snapshot, dumps, load_lock, lock_path, now_utc
 from envcap.lock.store import project_root
-from envcap.probe import probe_source
 from envcap.probe.fingerprint import FingerprintRun, with_fingerprints
 from envcap.replay import image_facts
-from envcap.replay.container_probe import ProbeJob, ask_arch_list, probe_argv, snapshot_of
+from envcap.replay.container_probe import ProbeJob, ask_arch_list, snapshot_of
 from envcap.replay.fingerprint import fingerprint_job
 from envcap.replay.fingerprint import section as fingerprint_section
 from envcap.replay.image import REPLAYS, ReplayImage, resolve_image
@@ -229,7 +228,7 @@ def _replay(evidence: Evidence, engine: ContainerEngine, on_output: OutputCallba
     #    the image's part as kept from an earlier replay and the machine's read by the workload's launcher
     deep = lock.torch_runtime is not None or bool(lock.blas and lock.blas.threadpools is not None)
     probe = ProbeJob(engine, base, deep=deep, image=image.reference)
-    kept = KeptFacts(key=None, facts=None)
+    kept = image_facts.KeptFacts(key=None, facts=None)
     if evidence.gpus:
         probe.run()
         _take_probe(evidence, probe)
@@ -238,7 +237,7 @@ def _replay(evidence: Evidence, engine: ContainerEngine, on_output: OutputCallba
         _fail_fast(evidence)
     else:
         evidence.checks = (check_gpu_runtime(gpus=False, engine_has_runtime=False, endpoint=engine.endpoint),)
-        kept = kept_facts(engine, base, image, deep=deep)
+        kept = image_facts.kept_facts(engine, base, image, deep=deep)
         if kept.facts is None:
             probe.start()
     stderr_tail = b""
@@ -264,7 +263,7 @@ def _replay(evidence: Evidence, engine: ContainerEngine, on_output: OutputCallba
             _take_kept(evidence, kept)
         elif evidence.snapshot is None:
             _take_probe(evidence, probe)
-            _keep(kept, probe, base)
+            image_facts.keep(kept, probe, base)
         if fingerprint is not None:
             evidence.fingerprint, evidence.fingerprint_problem = fingerprint.wait()
     if evidence.snapshot is None and kept.facts is not None:  # the launcher read nothing: probe as before
@@ -292,43 +291,7 @@ def _take_probe(evidence: Evidence, probe: ProbeJob) -> None:
         evidence.warnings.append(problem)
 
 
-@dataclass(frozen=True)
-class KeptFacts:
-    """The image's part of snapshot B as an earlier replay read it (``image_facts``), and where it is kept."""
-
-    key: str | None  # None: this replay's reading is not to be kept (deep, GPUs)
-    facts: dict[str, Any] | None  # found under key, and usable: the launcher can read the machine's part
-
-    @property
-    def launcher(self) -> str | None:
-        return image_facts.interpreter(self.facts) if self.facts is not None else None
-
-
-def kept_facts(engine: ContainerEngine, base: RunSpec, image: ReplayImage, *, deep: bool) -> KeptFacts:
-    """The image's facts from an earlier replay with the same run options, when this replay can use them.
-
-    Only for an image without an entrypoint of its own: the launcher, which reads the machine's
-    facts, runs where that entrypoint would. Deep readings are never kept.
-    """
-    if deep:
-        return KeptFacts(None, None)
-    key = image_facts.cache_key(engine.endpoint, base, probe_argv(deep=False), probe_source())
-    facts = image_facts.load(key)
-    if facts is None:
-        return KeptFacts(key, None)
-    entrypoint = image.entrypoint
-    if entrypoint is None:  # found by its label (a list does not say): ask
-        info = engine.image(image.id)
-        entrypoint = info.entrypoint if info is not None else None
-    if entrypoint != ():
-        LOGGER.debug("the image has an entrypoint of its own: probed beside the workload")
-        return KeptFacts(key, None)
-    LOGGER.debug("the image's facts as an earlier replay read them (%s); the machine's read by the launcher",
-                 key[:12])
-    return KeptFacts(key, facts)
-
-
-def _take_kept(evidence: Evidence, kept: KeptFacts) -> None:
+def _take_kept(evidence: Evidence, kept: image_facts.KeptFacts) -> None:
     """Snapshot B from the kept image facts and what the launcher read of the machine in run 1 (if it did)."""
     assert kept.facts is not None
     host = hook.read_host_facts(hook_folder(evidence.replay_dir, 1))
@@ -338,16 +301,6 @@ def _take_kept(evidence: Evidence, kept: KeptFacts) -> None:
         evidence.snapshot = snapshot_of(image_facts.with_host(kept.facts, host))
     except EnvcapError as exc:
         LOGGER.debug("the launcher's reading is unusable: %s", exc.message)
-
-
-def _keep(kept: KeptFacts, probe: ProbeJob, base: RunSpec) -> None:
-    """Keeps the image's part of what the probe read, for the next replay of this image with these options."""
-    if kept.key is None or probe.facts is None:
-        return
-    part = image_facts.image_part(probe.facts, [mount.target for mount in base.mounts])
-    if part is not None:
-        image_facts.store(kept.key, part)
-        LOGGER.debug("kept the image's facts for the next replay with these options (%s)", kept.key[:12])
 
 
 def _arch_list(evidence: Evidence, engine: ContainerEngine, base: RunSpec) -> list[str] | None:
