@@ -12,8 +12,8 @@ import pytest
 from envcap.engine import Mount, RunSpec
 from envcap.replay import image_facts
 
-SPEC = RunSpec(image="sha256:" + "a" * 64, command=("python", "train.py"), workdir="/work/p", user="1000:1000",
-               env={"HOME": "/tmp", "OMP_NUM_THREADS": "2"}, mounts=(Mount("/work/p", "/work/p"),), init=True,
+SPEC = RunSpec(image="sha256:" + "a" * 64, command=("python", "train.py"), workdir="/home/alice/proj", user="1000:1000",
+               env={"HOME": "/tmp", "OMP_NUM_THREADS": "2"}, mounts=(Mount("/home/alice/proj", "/home/alice/proj"),), init=True,
                labels={"io.envcap.replay": "one"})
 ARGV = ("python3", "-", "--skip-git", "--search-path")
 
@@ -29,9 +29,9 @@ def test_the_key_holds_what_the_probe_sees_and_nothing_else() -> None:
     changed = [
         replace(SPEC, image="sha256:" + "b" * 64),
         replace(SPEC, env={**SPEC.env, "OMP_NUM_THREADS": "4"}),
-        replace(SPEC, env={**SPEC.env, "PYTHONPATH": "/work/p/src"}),
+        replace(SPEC, env={**SPEC.env, "PYTHONPATH": "/home/alice/proj/src"}),
         replace(SPEC, user="0:0"),
-        replace(SPEC, workdir="/work/p/sub"),
+        replace(SPEC, workdir="/home/alice/proj/sub"),
         replace(SPEC, mounts=(*SPEC.mounts, Mount("/data", "/data", read_only=True))),
         replace(SPEC, init=False),
         replace(SPEC, entrypoint=("/entry.sh",)),
@@ -80,7 +80,7 @@ def reading(**changes: Any) -> dict[str, Any]:
 
 
 def test_the_kept_part_leaves_out_the_machine_and_where_it_looked() -> None:
-    kept = image_facts.image_part(reading(), ["/work/p"])
+    kept = image_facts.image_part(reading(), ["/home/alice/proj"])
     assert kept is not None
     assert not {"os", "cpu", "gpu", "search_path"} & set(kept)
     assert kept["unavailable"] == []  # the machine's readers' failures go with their sections
@@ -88,16 +88,16 @@ def test_the_kept_part_leaves_out_the_machine_and_where_it_looked() -> None:
 
 
 @pytest.mark.parametrize("changes", [
-    {"search_path": ["/usr/lib/python3.11", "/work/p/src"]},  # a mounted folder searched for distributions
-    {"distributions": [{"name": "mine", "location": "/work/p/.venv/lib"}]},  # a path in a mounted folder
-    {"python": {"version": "3.11.2", "executable": "/work/p/.venv/bin/python"}},
+    {"search_path": ["/usr/lib/python3.11", "/home/alice/proj/src"]},  # a mounted folder searched for distributions
+    {"distributions": [{"name": "mine", "location": "/home/alice/proj/.venv/lib"}]},  # a path in a mounted folder
+    {"python": {"version": "3.11.2", "executable": "/home/alice/proj/.venv/bin/python"}},
     {"python": {"version": "3.11.2", "executable": "python3"}},  # the launcher needs an absolute path
     {"unavailable": [{"probe": "blas", "reason": "TimeoutExpired"}]},  # perhaps only this time
     {"toolchain": {"gcc": {"path": "/usr/bin/gcc", "version": None}}},
     {"search_path": None},  # a probe without --search-path: where it looked is unknown
 ])
 def test_readings_that_may_differ_next_time_are_not_kept(changes: dict[str, Any]) -> None:
-    assert image_facts.image_part(reading(**changes), ["/work/p"]) is None
+    assert image_facts.image_part(reading(**changes), ["/home/alice/proj"]) is None
 
 
 def test_a_mount_at_the_root_keeps_nothing() -> None:
@@ -105,7 +105,7 @@ def test_a_mount_at_the_root_keeps_nothing() -> None:
 
 
 def test_with_host_puts_the_machines_sections_read_now_in_place() -> None:
-    kept = image_facts.image_part(reading(), ["/work/p"])
+    kept = image_facts.image_part(reading(), ["/home/alice/proj"])
     assert kept is not None
     host = {"os": {"kernel": "6.8.0"}, "cpu": {"model_name": "Xeon"}, "gpu": None,
             "unavailable": [{"probe": "gpu", "reason": "NVML failed"}]}
