@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.second_engine import SecondEngine, why_not
+from tests.machine import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BASE = "envcap-test-base:bookworm"
@@ -45,9 +46,7 @@ def docker_client() -> Iterator[object]:
                        stdout=subprocess.DEVNULL)
         problem = _engine_problem()
     if problem is not None:
-        message = f"NO DOCKER ENGINE COULD BE STARTED, end-to-end test skipped: {problem}"
-        print(f"\n!!! {message}", file=sys.stderr)
-        pytest.skip(message)
+        unavailable(f"NO DOCKER ENGINE COULD BE STARTED, end-to-end test skipped: {problem}")
     import docker
 
     client = docker.from_env(timeout=600)
@@ -77,9 +76,7 @@ def second_engine(base_image: str, tmp_path_factory: pytest.TempPathFactory) -> 
     """A private dockerd (tests/e2e/second_engine.py) with the base image, for tests that kill it."""
     problem = why_not()
     if problem is not None:
-        message = f"NO SECOND DOCKERD CAN BE STARTED HERE, engine-fault test skipped: {problem}"
-        print(f"\n!!! {message}", file=sys.stderr)
-        pytest.skip(message)
+        unavailable(f"NO SECOND DOCKERD CAN BE STARTED HERE, engine-fault test skipped: {problem}")
     engine = SecondEngine(tmp_path_factory.mktemp("dockerd2"))
     try:
         engine.setup(base_image)
@@ -111,9 +108,7 @@ def podman_service() -> Iterator[PodmanService]:
         else:
             status = f"unavailable: {(done.stderr.strip().splitlines() or ['ensure-podman.sh failed'])[-1]}"
     if status != "ready" or not host:
-        message = f"NO PODMAN SERVICE COULD BE STARTED, Podman end-to-end test skipped: {status}"
-        print(f"\n!!! {message}", file=sys.stderr)
-        pytest.skip(message)
+        unavailable(f"NO PODMAN SERVICE COULD BE STARTED, Podman end-to-end test skipped: {status}")
     try:
         yield PodmanService(host=host, base_image=base)
     finally:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from envcap.engine import connect
+from tests.machine import unavailable
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.network, pytest.mark.usefixtures("clean_numerics_env")]
 
@@ -127,7 +128,7 @@ def test_pip_compile_resolves_a_consistent_set_with_a_as_constraints(tmp_path: P
     from envcap.bisect.resolve import PipCompile, pip_compile_program
 
     if pip_compile_program() is None:
-        pytest.skip("pip-tools is not installed (pip install 'envcap[bisect]')")
+        unavailable("pip-tools is not installed (it comes with the test extra: pip install -e '.[test]')")
     answer = PipCompile(tmp_path)({"scikit-learn": "1.5.2"}, {"numpy": "1.26.4", "scipy": "1.11.4"})
     assert isinstance(answer, dict), answer
     assert answer["scikit-learn"][0] == "1.5.2"

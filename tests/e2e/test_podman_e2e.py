@@ -32,6 +32,7 @@ from envcap.replay import REPLAY_LABEL
 from tests.e2e.conftest import PodmanService
 from tests.e2e.test_build_e2e import LIST_DISTRIBUTIONS, inside, make_venv
 from tests.e2e.workloads import SLEEPER
+from tests.machine import unavailable
 
 pytestmark = [pytest.mark.e2e, pytest.mark.podman, pytest.mark.slow, pytest.mark.network]
 
@@ -228,9 +229,7 @@ def podman_without_init(podman_service: PodmanService) -> Iterator[str]:
     """
     podman_cli, unshare = shutil.which("podman"), shutil.which("unshare")
     if os.geteuid() != 0 or podman_cli is None or unshare is None:
-        message = "A PODMAN WITHOUT CATATONIT NEEDS root, podman and unshare here; stand-in init test skipped"
-        print(f"\n!!! {message}", file=sys.stderr)
-        pytest.skip(message)
+        unavailable("A PODMAN WITHOUT CATATONIT NEEDS root, podman and unshare here; stand-in init test skipped")
     folder = Path(tempfile.mkdtemp(prefix="envcap-noinit-", dir="/tmp"))  # Podman wants a runroot under 50 characters
     store = ["--root", str(folder / "root"), "--runroot", str(folder / "runroot")]
     saved = subprocess.run([podman_cli, "save", podman_service.base_image], capture_output=True, timeout=300,
@@ -280,7 +279,7 @@ def init_host(request: pytest.FixtureRequest, podman_service: PodmanService) -> 
     """The Podman service with its own init (catatonit), then the one without, where envcap brings its own."""
     if request.param == "catatonit":
         if not Path("/usr/libexec/podman/catatonit").exists():
-            pytest.skip("catatonit is not installed here (ensure-podman.sh installs it where apt has it)")
+            unavailable("catatonit is not installed here (ensure-podman.sh installs it where apt has it)")
         return podman_service.host
     return str(request.getfixturevalue("podman_without_init"))
 

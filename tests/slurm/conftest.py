@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.machine import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 ENSURE = REPO / "scripts" / "ensure-slurm.sh"
@@ -45,9 +46,7 @@ def slurm_conf() -> Iterator[str]:
         conf, problem = _start()
         status = "ready" if conf else f"unavailable: {problem}"
     if status != "ready" or not conf:
-        message = f"NO SLURM CLUSTER COULD BE STARTED, fleet test skipped: {status}"
-        print(f"\n!!! {message}", file=sys.stderr)
-        pytest.skip(message)
+        unavailable(f"NO SLURM CLUSTER COULD BE STARTED, fleet test skipped: {status}")
     yield conf
     if started_here:
         subprocess.run(["bash", str(ENSURE), "--stop"], check=False, capture_output=True)
