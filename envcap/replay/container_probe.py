@@ -41,49 +41,6 @@ def snapshot_of(facts: Mapping[str, Any]) -> Snapshot:
     return snapshot_from_facts(data, envcap_version=__version__, captured_at=now_utc(), source="probe")
 
 
-class ProbeJob:
-    """The in-container probe, run now or in a thread beside the workload.
-
-    Why a thread for CPU replays: the probe's container costs as much as the workload's start
-    (~0.3 s); run one after the other, they would double replay's overhead over ``docker run``. It
-    reads static facts, so running it beside the workload changes nothing it reports.
-    """
-
-    def __init__(self, engine: ContainerEngine, spec: RunSpec, *, deep: bool, image: str) -> None:
-        self.engine, self.spec, self.deep, self.image = engine, spec, deep, image
-        self.facts: dict[str, Any] | None = None  # the raw answer, for image_facts
-        self.snapshot: Snapshot | None = None
-        self.problem: str | None = None
-        self.failure: BaseException | None = None
-        self.thread: threading.Thread | None = None
-
-    def run(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            keep_signals_for_the_main_thread()
-        try:
-            self.facts = probe_in_container(self.engine, self.spec, deep=self.deep, image=self.image)
-            self.snapshot = snapshot_of(self.facts)
-        except EnvcapError as exc:
-            self.problem = exc.message
-        except BaseException as exc:  # noqa: BLE001 - a bug in a thread: handed to the caller, who re-raises it
-            self.failure = exc
-
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self.run, name="envcap-replay-probe", daemon=True)
-        self.thread.start()
-
-    def wait(self) -> tuple[Snapshot | None, str | None]:
-        """(snapshot B, why there is none); a bug in the probe's thread is raised here, not hidden."""
-        if self.thread is not None:
-            self.thread.join()
-        if self.failure is not None:
-            failure, self.failure = self.failure, None
-            raise failure
-        if self.problem:
-            return None, f"the image could not be probed, so nothing is compared: {self.problem}"
-        return self.snapshot, None
-
-
 class BackgroundJob(Generic[T]):
     """Any other script run in a container beside the workload (the numeric fingerprint), as ProbeJob runs the probe.
 
@@ -118,6 +75,32 @@ class BackgroundJob(Generic[T]):
             failure, self.failure = self.failure, None
             raise failure
         return self.result, self.problem
+
+
+class ProbeJob(BackgroundJob[tuple[dict[str, Any], Snapshot]]):
+    """The in-container probe, run now or in a thread beside the workload.
+
+    Why a thread for CPU replays: the probe's container costs as much as the workload's start
+    (~0.3 s); run one after the other, they would double replay's overhead over ``docker run``. It
+    reads static facts, so running it beside the workload changes nothing it reports.
+    """
+
+    def __init__(self, engine: ContainerEngine, spec: RunSpec, *, deep: bool, image: str) -> None:
+        def probe() -> tuple[dict[str, Any], Snapshot]:
+            facts = probe_in_container(engine, spec, deep=deep, image=image)
+            return facts, snapshot_of(facts)
+
+        super().__init__(probe, "envcap-replay-probe", "the image could not be probed, so nothing is compared")
+
+    @property
+    def facts(self) -> dict[str, Any] | None:
+        """The probe's raw answer, for ``image_facts``."""
+        return self.result[0] if self.result is not None else None
+
+    def snapshot(self) -> tuple[Snapshot | None, str | None]:
+        """(snapshot B, why there is none); a bug in the probe's thread is raised here, not hidden."""
+        result, problem = self.wait()
+        return (result[1] if result is not None else None), problem
 
 
 def ask_arch_list(engine: ContainerEngine, spec: RunSpec) -> tuple[list[str] | None, str | None]:

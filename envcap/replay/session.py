@@ -285,7 +285,7 @@ def wants_fingerprint(request: ReplayRequest, lock: Snapshot) -> bool:
 
 
 def _take_probe(evidence: Evidence, probe: ProbeJob) -> None:
-    snapshot, problem = probe.wait()
+    snapshot, problem = probe.snapshot()
     evidence.snapshot = snapshot
     if problem:
         evidence.warnings.append(problem)
