@@ -30,6 +30,16 @@ def probe_source() -> str:
     return PROBE_SCRIPT.read_text("utf-8")
 
 
+def target_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for a script run in the target interpreter: without envcap's own
+    ``PYTHONPATH``/``PYTHONHOME`` (the target keeps its own sys.path), plus ``extra``."""
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    env.pop("PYTHONHOME", None)
+    env.update(extra or {})
+    return env
+
+
 def resolve_interpreter(python: str) -> str:
     """An interpreter path that exists and can be executed, or a ProbeError naming the problem."""
     candidate = python
@@ -133,13 +143,8 @@ def run_probe(
     if deep:
         argv.append("--deep")
     argv += ["--cwd", cwd or os.getcwd()]
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)  # the target's own sys.path, not envcap's
-    env.pop("PYTHONHOME", None)
-    if extra_env:
-        env.update(extra_env)
     try:
-        done = runner(argv, timeout=timeout, cwd=cwd, env=env)
+        done = runner(argv, timeout=timeout, cwd=cwd, env=target_environment(extra_env))
     except RunFailed as exc:
         raise ProbeError(f"could not run the probe in {python}: {exc}.",
                          hint="check that it is a working Python interpreter") from None

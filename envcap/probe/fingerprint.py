@@ -7,7 +7,6 @@ the default snapshot path never loads this module.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -56,16 +55,11 @@ def fingerprint_argv(python: str, only: tuple[str, ...] = ()) -> list[str]:
 def run_fingerprint(python: str, *, only: tuple[str, ...] = (), runner: Runner = run, timeout: float = 300.0,
                     extra_env: Mapping[str, str] | None = None) -> FingerprintRun:
     """The suite in ``python`` (resolved like the probe's ``--python``), with this process's environment."""
-    from envcap.probe import resolve_interpreter
+    from envcap.probe import resolve_interpreter, target_environment
 
     interpreter = resolve_interpreter(python)
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)  # the target's own sys.path, not envcap's
-    env.pop("PYTHONHOME", None)
-    if extra_env:
-        env.update(extra_env)
     try:
-        done = runner(fingerprint_argv(interpreter, only), timeout=timeout, env=env)
+        done = runner(fingerprint_argv(interpreter, only), timeout=timeout, env=target_environment(extra_env))
     except RunFailed as exc:
         raise ProbeError(f"could not run the numeric fingerprint in {python}: {exc}.",
                          hint="check that it is a working Python interpreter") from None
