@@ -11,6 +11,8 @@ from types import ModuleType
 import pytest
 from click.testing import CliRunner
 
+from tests.netserve import TlsFiles, make_tls_files
+
 ISOLATED_PREFIXES = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX", "PIP_REQUIRE_VIRTUALENV")
 ISOLATED_NAMES = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "ENVCAP_CACHE_DIR", "XDG_CACHE_HOME",
                   "SOURCE_DATE_EPOCH")
@@ -88,3 +90,12 @@ def clean_numerics_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(NUMERICS_PREFIXES):
             monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A test CA and a server certificate for 127.0.0.1/localhost, made once for every test that serves TLS."""
+    files = make_tls_files(tmp_path_factory.mktemp("tls"))
+    if files is None:
+        pytest.skip("no openssl CLI to make a test certificate")
+    return files

@@ -20,7 +20,7 @@ from envcap.net import (
     strip_credentials,
 )
 from envcap.net.client import HttpClient
-from tests.netserve import TlsFiles, closed_port, gzipped, make_tls_files, serve_index, serve_proxy
+from tests.netserve import TlsFiles, closed_port, gzipped, serve_index, serve_proxy
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
@@ -31,14 +31,6 @@ def no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
-
-
-@pytest.fixture(scope="session")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    files = make_tls_files(tmp_path_factory.mktemp("tls"))
-    if files is None:
-        pytest.skip("no openssl CLI to make a test certificate")
-    return files
 
 
 @pytest.fixture

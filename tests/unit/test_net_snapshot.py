@@ -22,7 +22,7 @@ from envcap.errors import IndexUnreachable
 from envcap.lock.records import Artifact
 from envcap.net import Response
 from envcap.snapshot.hashes import NOT_FOUND, PYPI_SIMPLE, ArtifactResolver
-from tests.netserve import LocalIndex, TlsFiles, closed_port, make_tls_files, serve_index, serve_proxy
+from tests.netserve import LocalIndex, TlsFiles, closed_port, serve_index, serve_proxy
 
 DISTS = {"demo-pkg": "1.0", "other-thing": "2.5.1"}
 WHEELS = {"demo-pkg": [("demo_pkg-1.0-py3-none-any.whl", b"demo wheel"), ("demo_pkg-1.0.tar.gz", b"demo sdist"),
@@ -58,14 +58,6 @@ def no_site_conf(target: Path) -> Iterator[None]:
     (target / "pip.conf").unlink(missing_ok=True)
     yield
     (target / "pip.conf").unlink(missing_ok=True)
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    files = make_tls_files(tmp_path_factory.mktemp("tls"))
-    if files is None:
-        pytest.skip("no openssl CLI to make a test certificate")
-    return files
 
 
 @pytest.fixture

@@ -11,15 +11,7 @@ import pytest
 from envcap.build.wheelhouse import Wheelhouse
 from envcap.errors import ArtifactError
 from envcap.lock.records import Artifact
-from tests.netserve import TlsFiles, closed_port, make_tls_files, serve_index, serve_proxy
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    files = make_tls_files(tmp_path_factory.mktemp("tls"))
-    if files is None:
-        pytest.skip("no openssl CLI to make a test certificate")
-    return files
+from tests.netserve import TlsFiles, closed_port, serve_index, serve_proxy
 
 
 @pytest.fixture
