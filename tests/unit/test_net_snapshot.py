@@ -21,6 +21,7 @@ from envcap.cli import main
 from envcap.errors import IndexUnreachable
 from envcap.lock.records import Artifact
 from envcap.net import Response
+from envcap.snapshot import _EarlyLookups
 from envcap.snapshot.hashes import NOT_FOUND, PYPI_SIMPLE, ArtifactResolver
 from tests.netserve import LocalIndex, TlsFiles, closed_port, serve_index, serve_proxy
 
@@ -331,18 +332,23 @@ def test_early_lookups_are_kept_only_for_the_same_sources(tmp_path: Path, target
     early.close()
 
 
-def test_no_early_lookups_once_something_is_cached(tmp_path: Path, target: Path, hermetic: Path) -> None:
-    """A warm snapshot must not pay for the guess: the probe's list is read from the cache as before."""
-    from envcap.snapshot import _EarlyLookups
+def started_after_one_cached_release(target: Path, cache: Path) -> _EarlyLookups:
+    """Early look-ups started on a cache that already holds demo-pkg 1.0 (stored by an earlier start)."""
     from envcap.snapshot.hashes import Release
 
-    first = _EarlyLookups(str(target / "bin" / "python"), tmp_path / "cache", offline=True)
+    first = _EarlyLookups(str(target / "bin" / "python"), cache, offline=True)
     first.start()
     assert first.resolver is not None
     first.resolver._store(Release("demo-pkg", "1.0", (Artifact("demo_pkg-1.0-py3-none-any.whl", "a" * 64),)))
     first.close()
-    again = _EarlyLookups(str(target / "bin" / "python"), tmp_path / "cache", offline=True)
+    again = _EarlyLookups(str(target / "bin" / "python"), cache, offline=True)
     again.start()
+    return again
+
+
+def test_no_early_lookups_once_something_is_cached(tmp_path: Path, target: Path, hermetic: Path) -> None:
+    """A warm snapshot must not pay for the guess: the probe's list is read from the cache as before."""
+    again = started_after_one_cached_release(target, tmp_path / "cache")
     assert again.resolver is not None and not again.resolver._futures
     assert _EarlyLookups(sys.executable + "-not-in-a-venv/x/y", tmp_path, offline=True).resolver is None
 
@@ -352,16 +358,7 @@ def test_a_warm_start_reads_the_guessed_pins_from_the_cache_while_the_probe_runs
     """The releases are built during start(); resolve() then only hands them out (under the asked name)."""
     import shutil
 
-    from envcap.snapshot import _EarlyLookups
-    from envcap.snapshot.hashes import Release
-
-    first = _EarlyLookups(str(target / "bin" / "python"), tmp_path / "cache", offline=True)
-    first.start()
-    assert first.resolver is not None
-    first.resolver._store(Release("demo-pkg", "1.0", (Artifact("demo_pkg-1.0-py3-none-any.whl", "a" * 64),)))
-    first.close()
-    again = _EarlyLookups(str(target / "bin" / "python"), tmp_path / "cache", offline=True)
-    again.start()
+    again = started_after_one_cached_release(target, tmp_path / "cache")
     assert again.resolver is not None
     shutil.rmtree(again.resolver.cache_root)  # what start() read is all resolve() may use now
     found = again.resolver.resolve([("demo-pkg", "1.0"), ("Demo_Pkg", "1.0")])
